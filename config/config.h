@@ -1,0 +1,116 @@
+// Shardyard's configuration: the typed settings and the loader that validates a YAML file into them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace shardyard::config {
+
+enum class PoolMode { kSession, kTransaction, kStatement };
+std::string_view PoolModeName(PoolMode mode);
+
+// How clients authenticate to Shardyard.
+enum class AuthType { kTrust, kMd5, kScramSha256 };
+std::string_view AuthTypeName(AuthType type);
+
+// What a configured password is: the password itself, or a hash PostgreSQL also stores.
+enum class SecretKind { kPlain, kMd5, kScramSha256 };
+SecretKind ClassifySecret(std::string_view secret);
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 5432;
+  std::string ToString() const;  // "host:port"
+  bool operator==(const Endpoint&) const = default;
+};
+
+struct Shard {
+  Endpoint primary;
+  std::vector<Endpoint> replicas;
+  bool operator==(const Shard&) const = default;
+};
+
+struct Database {
+  std::string name;             // what clients ask for
+  std::string server_database;  // the name on the servers
+  std::vector<Shard> shards;
+  bool operator==(const Database&) const = default;
+};
+
+struct User {
+  std::string name;
+  std::string password;  // plain, md5..., or SCRAM-SHA-256$... secret
+  std::optional<AuthType> auth_type;  // overrides Config::auth_type
+  // Used to log in to servers when `password` is a hash that cannot be (e.g. SCRAM to an md5
+  // server). Empty: use `password`.
+  std::string server_password;
+  bool operator==(const User&) const = default;
+};
+
+struct PoolSettings {
+  PoolMode mode = PoolMode::kTransaction;
+  int size = 20;  // server connections per (database, user, node)
+  int min_size = 0;
+  int reserve_size = 0;
+  Duration reserve_timeout = std::chrono::seconds(5);
+  int max_client_connections = 10000;
+  int max_db_connections = 0;  // 0 = unlimited
+  Duration query_wait_timeout = std::chrono::seconds(120);
+  Duration server_connect_timeout = std::chrono::seconds(5);
+  Duration server_login_retry = std::chrono::seconds(1);
+  Duration server_idle_timeout = std::chrono::seconds(600);
+  Duration server_lifetime = std::chrono::seconds(3600);
+  Duration client_idle_timeout = Duration(0);       // 0 = never
+  Duration idle_transaction_timeout = Duration(0);  // 0 = never
+  bool operator==(const PoolSettings&) const = default;
+};
+
+struct Config {
+  std::string source_path;
+  Endpoint listen{"127.0.0.1", 6432};
+  int workers = 0;  // 0 = one per core
+  LogLevel log_level = LogLevel::kInfo;
+  AuthType auth_type = AuthType::kScramSha256;
+  int64_t max_message_size = int64_t{64} << 20;
+  Duration client_login_timeout = std::chrono::seconds(60);
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  PoolSettings pool;
+  std::vector<User> users;
+  std::vector<Database> databases;
+
+  const Database* FindDatabase(std::string_view name) const;
+  const User* FindUser(std::string_view name) const;
+  AuthType AuthTypeFor(const User& user) const {
+    return user.auth_type.value_or(auth_type);
+  }
+  // The number of worker threads to start (resolves 0 to the core count).
+  int EffectiveWorkers() const;
+};
+
+// One problem found in a config file.
+struct ConfigError {
+  std::string file;
+  int line = 0;     // 0 when the problem has no single line (e.g. a missing section)
+  std::string key;  // dotted path, e.g. "pool.size" or "databases[0].shards[1].primary.port"
+  std::string why;
+  std::string ToString() const;  // "file:line: key: why"
+};
+
+struct LoadResult {
+  std::optional<Config> config;     // set only when `errors` is empty
+  std::vector<ConfigError> errors;  // every problem, in file order
+};
+
+// Reads and validates a config file; collects every error rather than stopping at the first.
+LoadResult LoadConfigFile(const std::string& path);
+// The same for text already in memory; `file_name` is used in error messages.
+LoadResult LoadConfigText(std::string_view text, const std::string& file_name);
+
+}  // namespace shardyard::config
