@@ -1,0 +1,2 @@
+-- shardyard: no-transaction
+CREATE INDEX CONCURRENTLY orders_created_idx ON orders (created_at);

@@ -1,0 +1,2 @@
+-- shardyard: no-transaction
+CREATE INDEX CONCURRENTLY ON orders (created_at);

@@ -1,0 +1,2 @@
+-- shardyard: no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS orders_created_idx;

@@ -1,0 +1,5 @@
+-- shardyard: no-transaction
+ALTER TABLE orders ADD CONSTRAINT orders_total_not_null CHECK (total IS NOT NULL) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT orders_total_not_null;
+ALTER TABLE orders ALTER COLUMN total SET NOT NULL;
+ALTER TABLE orders DROP CONSTRAINT orders_total_not_null;

@@ -1,0 +1,2 @@
+-- shardyard: allow drop-column
+ALTER TABLE orders DROP COLUMN legacy_flag;

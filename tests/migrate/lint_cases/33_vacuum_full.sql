@@ -1,0 +1,2 @@
+-- shardyard: no-transaction
+VACUUM FULL orders;

@@ -1,0 +1,3 @@
+-- shardyard: no-transaction
+ALTER TABLE orders ADD COLUMN note text;
+ALTER TABLE customers ADD COLUMN note text;

@@ -1,0 +1,2 @@
+-- shardyard: no-transaction
+REINDEX INDEX CONCURRENTLY orders_pkey;

@@ -1,0 +1,5 @@
+-- Adds an index.
+/* a block
+   comment */
+CREATE INDEX
+  orders_x_idx ON orders (x);

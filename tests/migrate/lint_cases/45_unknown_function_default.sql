@@ -1,0 +1,1 @@
+ALTER TABLE orders ADD COLUMN code text DEFAULT make_code();
