@@ -30,6 +30,16 @@ absl::StatusOr<std::string> Base64Decode(std::string_view text);
 // Compares without leaking the position of the first difference through timing.
 bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
 
+// PostgreSQL's md5 password secret: "md5" followed by 32 hex digits.
+inline bool IsMd5Secret(std::string_view s) {
+  if (s.size() != 35 || !s.starts_with("md5")) return false;
+  for (char c : s.substr(3)) {
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (!hex) return false;
+  }
+  return true;
+}
+
 inline std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }

@@ -20,6 +20,8 @@ template <typename T>
 decltype(auto) ToAlphaNumArg(const T& v) {
   if constexpr (std::is_same_v<T, std::string_view>) {
     return AV(v);
+  } else if constexpr (std::is_same_v<T, char>) {
+    return absl::string_view(&v, 1);  // a char is text here, not a number
   } else {
     return (v);
   }

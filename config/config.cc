@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "common/strings.h"
 #include "common/crypto.h"
+#include "common/scram_secret.h"
 #include "config/yaml_adapter.h"
 
 namespace shardyard::config {
@@ -36,11 +37,7 @@ std::string_view AuthTypeName(AuthType type) {
 }
 
 SecretKind ClassifySecret(std::string_view secret) {
-  if (secret.size() == 35 && secret.starts_with("md5")) {
-    bool hex = true;
-    for (char c : secret.substr(3)) hex &= (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    if (hex) return SecretKind::kMd5;
-  }
+  if (crypto::IsMd5Secret(secret)) return SecretKind::kMd5;
   if (secret.starts_with("SCRAM-SHA-256$")) return SecretKind::kScramSha256;
   return SecretKind::kPlain;
 }
@@ -88,22 +85,6 @@ std::string_view KindName(Kind kind) {
     case Kind::kMap: return "a mapping";
   }
   return "?";
-}
-
-// Checks that a SCRAM secret has PostgreSQL's shape: SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>.
-bool ValidScramSecret(std::string_view secret) {
-  std::vector<std::string_view> parts = Split(secret, '$');
-  if (parts.size() != 3 || parts[0] != "SCRAM-SHA-256") return false;
-  std::vector<std::string_view> iter_salt = Split(parts[1], ':');
-  std::vector<std::string_view> keys = Split(parts[2], ':');
-  if (iter_salt.size() != 2 || keys.size() != 2) return false;
-  int iterations = 0;
-  if (!ParseInt(iter_salt[0], &iterations) || iterations < 1) return false;
-  auto salt = crypto::Base64Decode(iter_salt[1]);
-  auto stored = crypto::Base64Decode(keys[0]);
-  auto server = crypto::Base64Decode(keys[1]);
-  return salt.ok() && !salt->empty() && stored.ok() && stored->size() == 32 && server.ok() &&
-         server->size() == 32;
 }
 
 // The fields of one YAML mapping, checked against the keys the section allows.
@@ -354,7 +335,7 @@ void ReadUsers(Validator& v, const YamlNode& node, AuthType global_auth, std::ve
     const YamlNode* pw = s->Get("password");
     int pw_line = pw ? pw->line : item.line;
     SecretKind kind = ClassifySecret(user.password);
-    if (kind == SecretKind::kScramSha256 && !ValidScramSecret(user.password)) {
+    if (kind == SecretKind::kScramSha256 && !ScramSecret::Parse(user.password).ok()) {
       v.Error(pw_line, s->Path("password"),
               "looks like a SCRAM secret but is not of the form "
               "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>");

@@ -1,0 +1,169 @@
+// Implements parameter-name canonicalisation, ParamSet and the plan that restores a client's
+// parameters on a server connection.
+#include "pool/session_params.h"
+
+#include <algorithm>
+#include <array>
+
+#include "common/strings.h"
+
+namespace shardyard::pool {
+namespace {
+
+// Parameters PostgreSQL (15–18) marks GUC_REPORT, in their reported spelling.
+constexpr std::array<std::string_view, 15> kReported = {
+    "application_name", "client_encoding",        "DateStyle",
+    "default_transaction_read_only", "in_hot_standby", "integer_datetimes",
+    "IntervalStyle",    "is_superuser",           "scram_iterations",
+    "search_path",      "server_encoding",        "server_version",
+    "session_authorization", "standard_conforming_strings", "TimeZone",
+};
+
+constexpr std::array<std::string_view, 5> kReadOnly = {
+    "in_hot_standby", "integer_datetimes", "is_superuser", "server_encoding", "server_version",
+};
+
+}  // namespace
+
+std::string CanonicalParamName(std::string_view name) {
+  for (std::string_view r : kReported) {
+    if (EqualsIgnoreCase(r, name)) return std::string(r);
+  }
+  return ToLowerAscii(name);
+}
+
+bool IsReportedParam(std::string_view name) {
+  return std::find(kReported.begin(), kReported.end(), name) != kReported.end();
+}
+
+bool IsReadOnlyParam(std::string_view name) {
+  return std::find(kReadOnly.begin(), kReadOnly.end(), name) != kReadOnly.end();
+}
+
+const std::string* ParamSet::Get(std::string_view name) const {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
+                             [](const Entry& e, std::string_view n) { return e.first < n; });
+  if (it == entries_.end() || it->first != name) return nullptr;
+  return &it->second;
+}
+
+void ParamSet::Set(std::string_view name, std::string_view value) {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
+                             [](const Entry& e, std::string_view n) { return e.first < n; });
+  if (it != entries_.end() && it->first == name) {
+    it->second = std::string(value);
+  } else {
+    entries_.insert(it, Entry(std::string(name), std::string(value)));
+  }
+}
+
+bool ParamSet::Erase(std::string_view name) {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
+                             [](const Entry& e, std::string_view n) { return e.first < n; });
+  if (it == entries_.end() || it->first != name) return false;
+  entries_.erase(it);
+  return true;
+}
+
+std::string QuoteLiteral(std::string_view value) {
+  // An E'' literal reads backslashes as escapes regardless of standard_conforming_strings.
+  std::string out = "E'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back(c);
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+namespace {
+
+// A parameter name as SQL text inside RESET: quoted as an identifier when it needs to be.
+std::string QuoteName(std::string_view name) {
+  bool plain = !name.empty();
+  for (char c : name) {
+    plain &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  }
+  if (plain) return std::string(name);
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace
+
+ParamPlan PlanParams(const ParamSet& client, const ParamSet& server) {
+  ParamPlan plan;
+  std::vector<std::string> sets;
+  std::vector<std::string> resets;
+  auto set_call = [](std::string_view name, std::string_view value) {
+    return Cat("pg_catalog.set_config(", QuoteLiteral(name), ", ", QuoteLiteral(value), ", false)");
+  };
+  for (const auto& [name, value] : client.entries()) {
+    if (IsReadOnlyParam(name)) continue;
+    const std::string* current = server.Get(name);
+    if (current != nullptr && *current == value) continue;
+    if (name == "client_encoding") {
+      plan.client_encoding_sql = Cat("SELECT ", set_call(name, value));
+    } else {
+      sets.push_back(set_call(name, value));
+    }
+  }
+  for (const auto& [name, value] : server.entries()) {
+    if (IsReadOnlyParam(name) || client.Get(name) != nullptr) continue;
+    resets.push_back(Cat("RESET ", QuoteName(name)));
+  }
+  if (!sets.empty()) plan.sql = Cat("SELECT ", Join(sets, ", "));
+  for (const auto& r : resets) {
+    if (!plan.sql.empty()) plan.sql.append("; ");
+    plan.sql.append(r);
+  }
+  return plan;
+}
+
+bool ParseStartupOptions(std::string_view options,
+                         std::vector<std::pair<std::string, std::string>>* out) {
+  // Split on unescaped whitespace; a backslash makes the next character literal.
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < options.size(); ++i) {
+    char c = options[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    if (c == '\\' && i + 1 < options.size()) c = options[++i];
+    word.push_back(c);
+    in_word = true;
+  }
+  if (in_word) words.push_back(std::move(word));
+
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string_view setting;
+    if (words[i] == "-c") {
+      if (++i >= words.size()) return false;
+      setting = words[i];
+    } else if (words[i].starts_with("-c")) {
+      setting = std::string_view(words[i]).substr(2);
+    } else if (words[i].starts_with("--")) {
+      setting = std::string_view(words[i]).substr(2);
+    } else {
+      return false;  // other postgres command-line switches are not session settings
+    }
+    size_t eq = setting.find('=');
+    if (eq == std::string_view::npos || eq == 0) return false;
+    std::string name(setting.substr(0, eq));
+    std::replace(name.begin(), name.end(), '-', '_');
+    out->emplace_back(std::move(name), std::string(setting.substr(eq + 1)));
+  }
+  return true;
+}
+
+}  // namespace shardyard::pool

@@ -1,0 +1,65 @@
+// Session parameters (ParameterStatus values and startup settings) per client and per server, and
+// the SQL that makes a server connection match a client before it serves that client.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shardyard::pool {
+
+// The canonical spelling of a parameter name ("datestyle" → "DateStyle"); GUC names are
+// case-insensitive but ParameterStatus uses these spellings.
+std::string CanonicalParamName(std::string_view name);
+
+// True for parameters PostgreSQL reports with ParameterStatus.
+bool IsReportedParam(std::string_view canonical_name);
+
+// True for reported parameters no session can change (server_version, ...), which are never
+// applied to a server connection.
+bool IsReadOnlyParam(std::string_view canonical_name);
+
+// A small name → value map, sorted by canonical name. Shared immutably between a client and
+// the server connections that already match it, so the common "nothing to apply" check is a
+// pointer comparison.
+class ParamSet {
+ public:
+  using Entry = std::pair<std::string, std::string>;
+
+  const std::string* Get(std::string_view name) const;
+  void Set(std::string_view name, std::string_view value);  // `name` must be canonical
+  bool Erase(std::string_view name);
+  const std::vector<Entry>& entries() const { return entries_; }
+  bool operator==(const ParamSet&) const = default;
+
+ private:
+  std::vector<Entry> entries_;
+};
+
+using SharedParams = std::shared_ptr<const ParamSet>;
+
+// What to run on a server whose parameters are `server` so that they become `client`.
+struct ParamPlan {
+  // Sent as its own Query first, because the rest of the text is read in the new encoding.
+  std::string client_encoding_sql;
+  std::string sql;  // set_config(...) calls and RESETs; empty if nothing else differs
+  bool empty() const { return client_encoding_sql.empty() && sql.empty(); }
+  int queries() const { return (client_encoding_sql.empty() ? 0 : 1) + (sql.empty() ? 0 : 1); }
+};
+
+// Plans the statements that change `server` into `client`: set_config() (which takes a value
+// exactly as a startup packet does) for each differing value, RESET for each parameter the
+// server has and the client lacks. Read-only parameters are skipped.
+ParamPlan PlanParams(const ParamSet& client, const ParamSet& server);
+
+// Splits a startup "options" value ("-c name=value --name=value", backslash escapes) into
+// settings, as PostgreSQL's pg_split_opts and the backend's option parser do.
+bool ParseStartupOptions(std::string_view options,
+                         std::vector<std::pair<std::string, std::string>>* out);
+
+// A SQL string literal that means `value` whatever standard_conforming_strings is.
+std::string QuoteLiteral(std::string_view value);
+
+}  // namespace shardyard::pool

@@ -1,0 +1,961 @@
+// Implements the client session: the startup handshake, authentication, restoring the client's
+// session parameters on each borrowed server connection, and the two transfer loops.
+#include "proxy/client_session.h"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/pg_error.h"
+#include "common/scram_secret.h"
+#include "common/strings.h"
+#include "proxy/daemon.h"
+#include "proxy/spawn.h"
+#include "router/route.h"
+#include "wire/auth.h"
+#include "wire/error_response.h"
+
+namespace shardyard::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+using wire::be::TxStatus;
+
+namespace {
+
+// Message types the pump must see in the server→client stream.
+constexpr std::string_view kPumpTypes = "ZSEGW";
+
+absl::Status Fatal(std::string_view state, std::string message, std::string detail = "") {
+  return PgFatalStatus(absl::StatusCode::kFailedPrecondition, state, std::move(message),
+                       std::move(detail));
+}
+
+// The same error with ERROR severity: a request failed but the client stays connected.
+absl::Status AsError(const absl::Status& status, std::string_view context) {
+  PgErrorFields f = PgErrorFor(status);
+  f.severity = "ERROR";
+  if (f.detail.empty() && !context.empty()) f.detail = std::string(context);
+  return PgError(status.code(), std::move(f));
+}
+
+absl::Status AsFatal(const absl::Status& status) {
+  PgErrorFields f = PgErrorFor(status);
+  f.severity = "FATAL";
+  return PgError(status.code(), std::move(f));
+}
+
+bool IsForwardable(char type) {
+  switch (type) {
+    case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'S': case 'H': case 'F':
+    case 'd': case 'c': case 'f':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsFalse(std::string_view v) {
+  std::string s = ToLowerAscii(v);
+  return s == "false" || s == "0" || s == "off" || s == "no";
+}
+
+// A deterministic fake salt for users that do not exist, so the SCRAM exchange looks the same.
+std::string MockSalt(std::string_view user) {
+  static const std::string kProcessSecret = [] {
+    std::string s(16, '\0');
+    crypto::RandomBytes({reinterpret_cast<uint8_t*>(s.data()), s.size()});
+    return s;
+  }();
+  crypto::Sha256Digest d = crypto::Sha256(crypto::AsBytes(Cat(kProcessSecret, user)));
+  return std::string(reinterpret_cast<const char*>(d.data()), 16);
+}
+
+}  // namespace
+
+ClientSession::ClientSession(Daemon& daemon, tcp::socket socket, uint64_t id)
+    : daemon_(daemon),
+      socket_(std::move(socket)),
+      id_(id),
+      pump_done_(socket_.get_executor()),
+      scanner_(kPumpTypes) {
+  error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  peer_ = ec ? "?" : Cat(ep.address().to_string(), ":", ep.port());
+  socket_.set_option(tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
+}
+
+ClientSession::~ClientSession() {
+  if (registered_) daemon_.clients().Unregister(process_id_);
+  if (admitted_) daemon_.ClientGone();
+}
+
+std::string ClientSession::Describe() const {
+  if (user_.empty()) return Cat("C-", id_, " ", peer_);
+  return Cat("C-", id_, " ", peer_, " ", database_, "/", user_);
+}
+
+void ClientSession::Start() {
+  Spawn(socket_.get_executor(), [self = shared_from_this()]() { return self->Run(); },
+        "client session");
+}
+
+void ClientSession::Cancel() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->waiting_ && self->pool_ != nullptr) {
+      self->pool_->CancelWait(self->waiter_,
+                              PgErrorStatus(absl::StatusCode::kCancelled, sqlstate::kQueryCanceled,
+                                            "canceling statement due to user request"));
+    } else if (self->attached_ != nullptr && (self->pending_ready_ > 0 || self->unsynced_)) {
+      self->pool_->ForwardCancel(self->attached_);
+    } else {
+      SY_LOG_DEBUG("%s cancel request dropped: no request in progress", self->Describe());
+    }
+  });
+}
+
+void ClientSession::Shutdown(bool immediate) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), immediate] {
+    self->shutdown_requested_ = true;
+    if (immediate) self->shutdown_now_ = true;
+    if (immediate || self->attached_ == nullptr || self->mode_ == config::PoolMode::kSession) {
+      self->WakeMain();
+      if (immediate && self->attached_ != nullptr) {
+        error_code ignored;
+        self->attached_->socket().cancel(ignored);
+      }
+    }
+  });
+}
+
+void ClientSession::WakeMain() {
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
+Task<> ClientSession::Run() {
+  config_ = daemon_.config();
+  max_message_size_ = static_cast<uint32_t>(config_->max_message_size);
+  // The whole startup phase is bounded by client_login_timeout: when it fires, the pending
+  // client read (or wait for a server) is interrupted and Startup returns.
+  asio::steady_timer login_timer(socket_.get_executor());
+  if (config_->client_login_timeout.count() > 0) {
+    login_timer.expires_after(config_->client_login_timeout);
+    login_timer.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->logged_in_) return;
+      self->login_timed_out_ = true;
+      self->WakeMain();
+      if (self->waiting_) {
+        self->pool_->CancelWait(self->waiter_, absl::DeadlineExceededError("login timeout"));
+      }
+    });
+  }
+  absl::Status st = co_await Startup();
+  login_timer.cancel();
+  if (login_timed_out_) {
+    st = Fatal(sqlstate::kProtocolViolation, "client_login_timeout expired during login");
+  }
+  if (!st.ok()) {
+    CloseReason reason = CloseReason::kClientLoginRejected;
+    switch (st.code()) {
+      case absl::StatusCode::kUnauthenticated: reason = CloseReason::kClientAuthFailed; break;
+      case absl::StatusCode::kResourceExhausted: reason = CloseReason::kTooManyClients; break;
+      case absl::StatusCode::kAborted: reason = CloseReason::kCancelRequest; break;
+      case absl::StatusCode::kUnavailable: reason = CloseReason::kClientIoError; break;
+      case absl::StatusCode::kInvalidArgument: reason = CloseReason::kClientProtocolError; break;
+      default: break;
+    }
+    if (login_timed_out_) reason = CloseReason::kClientLoginTimeout;
+    absl::Status error = reason == CloseReason::kCancelRequest ||
+                                 reason == CloseReason::kClientIoError
+                             ? absl::OkStatus()
+                             : st;
+    co_await Finish(reason, error);
+    co_return;
+  }
+  logged_in_ = true;
+  CloseReason reason = co_await Serve();
+  co_await Finish(reason, close_error_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Startup
+
+Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage(
+    bool* cancel_request) {
+  bool negotiated_encryption = false;
+  while (true) {
+    wire::Frame f = wire::ParseStartupFrame(in_.data());
+    if (f.kind == wire::Frame::Kind::kError) co_return f.error;
+    if (f.kind == wire::Frame::Kind::kNeedMore) {
+      WaitResult w = co_await WaitClient();
+      if (w == WaitResult::kReadable) w = ReadClient();
+      if (w == WaitResult::kReadable) continue;
+      co_return absl::UnavailableError("client closed the connection during startup");
+    }
+    if (f.body.size() < 4) co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet");
+    int32_t code = static_cast<int32_t>(wire::LoadBigEndian32(f.body.data()));
+    std::string body(f.body);
+    in_.Consume(f.size);
+    if (code == wire::kSslRequestCode || code == wire::kGssEncRequestCode) {
+      if (negotiated_encryption && code == wire::kSslRequestCode) {
+        co_return Fatal(sqlstate::kProtocolViolation, "duplicate SSL request");
+      }
+      // Bytes sent before our answer would be read unencrypted after a TLS upgrade: refuse.
+      if (!in_.empty()) {
+        co_return Fatal(sqlstate::kProtocolViolation,
+                        "received unencrypted data after SSL request");
+      }
+      negotiated_encryption = true;
+      if (!co_await WriteClient("N")) co_return absl::UnavailableError("client write failed");
+      continue;
+    }
+    if (code == wire::kCancelRequestCode) {
+      auto cancel = wire::Decode<wire::fe::CancelRequest>(body);
+      if (cancel.ok()) {
+        if (auto target = daemon_.clients().Find(cancel->process_id, cancel->secret_key)) {
+          target->Cancel();
+        } else {
+          SY_LOG_DEBUG("C-%d %s cancel request for unknown key dropped", id_, peer_);
+        }
+      }
+      *cancel_request = true;
+      co_return absl::AbortedError("cancel request");
+    }
+    int major = code >> 16;
+    int minor = code & 0xffff;
+    if (major != 3) {
+      co_return Fatal(sqlstate::kFeatureNotSupported,
+                      Cat("unsupported frontend protocol ", major, ".", minor,
+                          ": server supports 3.0 to 3.0"));
+    }
+    auto startup = wire::Decode<wire::fe::StartupMessage>(body);
+    if (!startup.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet layout");
+    co_return *std::move(startup);
+  }
+}
+
+Task<absl::Status> ClientSession::Startup() {
+  bool cancel_request = false;
+  auto startup = co_await ReadStartupMessage(&cancel_request);
+  if (!startup.ok()) co_return startup.status();
+
+  admitted_ = daemon_.AdmitClient(config_->pool.max_client_connections);
+  if (!admitted_) {
+    co_return PgFatalStatus(absl::StatusCode::kResourceExhausted, sqlstate::kTooManyConnections,
+                            "sorry, too many clients already",
+                            Cat("max_client_connections is ", config_->pool.max_client_connections,
+                                "."));
+  }
+  if (daemon_.shutting_down()) {
+    co_return PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kCannotConnectNow,
+                            "the database system is shutting down");
+  }
+
+  // Separate protocol parameters from session settings.
+  std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<std::string> unrecognized_protocol_options;
+  for (const auto& [name, value] : startup->parameters) {
+    if (name == "user") {
+      user_ = value;
+    } else if (name == "database") {
+      database_ = value;
+    } else if (name == "replication") {
+      if (!IsFalse(value)) {
+        co_return Fatal(sqlstate::kFeatureNotSupported,
+                        "replication connections are not supported by Shardyard");
+      }
+    } else if (name.starts_with("_pq_.")) {
+      unrecognized_protocol_options.push_back(name);
+    } else if (name == "options") {
+      std::vector<std::pair<std::string, std::string>> parsed;
+      if (!pool::ParseStartupOptions(value, &parsed)) {
+        co_return Fatal(sqlstate::kFeatureNotSupported,
+                        Cat("unsupported startup options \"", value, "\""),
+                        "Only -c name=value and --name=value settings are supported.");
+      }
+      for (auto& p : parsed) settings.emplace_back(pool::CanonicalParamName(p.first), p.second);
+    } else {
+      settings.emplace_back(pool::CanonicalParamName(name), value);
+    }
+  }
+  if (user_.empty()) {
+    co_return Fatal(sqlstate::kInvalidAuthorizationSpecification,
+                    "no PostgreSQL user name specified in startup packet");
+  }
+  if (database_.empty()) database_ = user_;
+  int minor = startup->protocol_version & 0xffff;
+  if (minor > 0 || !unrecognized_protocol_options.empty()) {
+    out_.clear();
+    wire::Encode(wire::be::NegotiateProtocolVersion{0, unrecognized_protocol_options}, &out_);
+    if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  }
+
+  // Authenticate first, as PostgreSQL does, so database names cannot be probed anonymously.
+  const config::User* user = config_->FindUser(user_);
+  if (auto st = co_await Authenticate(user, user_); !st.ok()) co_return st;
+
+  const config::Database* db = config_->FindDatabase(database_);
+  if (db == nullptr) {
+    co_return PgFatalStatus(absl::StatusCode::kNotFound, sqlstate::kInvalidCatalogName,
+                            Cat("database \"", database_, "\" does not exist"));
+  }
+  auto pool = daemon_.PoolFor(*config_, *db, user_);
+  if (!pool.ok()) co_return AsFatal(pool.status());
+  pool_ = *std::move(pool);
+  mode_ = pool_->mode();
+
+  std::tie(process_id_, secret_key_) = daemon_.clients().Register(shared_from_this());
+  registered_ = true;
+  if (auto st = co_await Welcome(settings); !st.ok()) co_return st;
+  SY_LOG_INFO("%s login ok (pool %s, %s mode)", Describe(), pool_->name(),
+              config::PoolModeName(mode_));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> ClientSession::ReadPasswordPacket(std::string* body) {
+  while (true) {
+    wire::Frame f = wire::ParseFrame(in_.data(), wire::kMaxStartupPacketLength);
+    if (f.kind == wire::Frame::Kind::kError) co_return f.error;
+    if (f.kind == wire::Frame::Kind::kMessage) {
+      if (f.type != 'p') {
+        co_return Fatal(sqlstate::kProtocolViolation,
+                        Cat("expected password response, got message type ",
+                            static_cast<int>(static_cast<uint8_t>(f.type))));
+      }
+      *body = std::string(f.body);
+      in_.Consume(f.size);
+      co_return absl::OkStatus();
+    }
+    WaitResult w = co_await WaitClient();
+    if (w == WaitResult::kReadable) w = ReadClient();
+    if (w != WaitResult::kReadable) {
+      co_return absl::UnavailableError("client closed the connection during authentication");
+    }
+  }
+}
+
+Task<absl::Status> ClientSession::Authenticate(const config::User* user,
+                                               const std::string& user_name) {
+  using wire::be::Authentication;
+  config::AuthType method = user ? config_->AuthTypeFor(*user) : config_->auth_type;
+  const absl::Status failed =
+      PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
+                    Cat("password authentication failed for user \"", user_name, "\""));
+  out_.clear();
+  switch (method) {
+    case config::AuthType::kTrust:
+      if (user == nullptr) {
+        co_return PgFatalStatus(absl::StatusCode::kUnauthenticated,
+                                sqlstate::kInvalidAuthorizationSpecification,
+                                Cat("role \"", user_name, "\" does not exist"));
+      }
+      break;
+    case config::AuthType::kMd5: {
+      std::string salt(4, '\0');
+      crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt.data()), 4});
+      wire::Encode(Authentication{Authentication::kMd5Password, salt, {}}, &out_);
+      if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+      std::string body;
+      if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
+      auto pw = wire::Decode<wire::fe::PasswordMessage>(body);
+      if (!pw.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid password packet");
+      // Unknown users go through the same exchange and fail the same way.
+      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt, pw->password)) {
+        co_return failed;
+      }
+      break;
+    }
+    case config::AuthType::kScramSha256: {
+      ScramSecret secret;
+      if (user != nullptr) {
+        secret = daemon_.ScramSecretFor(*user);
+      } else {
+        secret.salt = MockSalt(user_name);
+        crypto::RandomBytes(secret.stored_key);
+        crypto::RandomBytes(secret.server_key);
+      }
+      wire::Encode(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256"}}, &out_);
+      if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+      std::string body;
+      if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
+      auto initial = wire::Decode<wire::fe::SaslInitialResponse>(body);
+      if (!initial.ok() || !initial->data) {
+        co_return Fatal(sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
+      }
+      if (initial->mechanism != "SCRAM-SHA-256") {
+        co_return Fatal(sqlstate::kProtocolViolation,
+                        "client selected an invalid SASL authentication mechanism");
+      }
+      wire::ScramServerExchange scram(secret);
+      auto server_first = scram.HandleClientFirst(*initial->data);
+      if (!server_first.ok()) co_return server_first.status();
+      wire::Encode(Authentication{Authentication::kSaslContinue, *server_first, {}}, &out_);
+      if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+      if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
+      auto server_final = scram.HandleClientFinal(body);
+      if (!server_final.ok()) {
+        if (server_final.status().code() == absl::StatusCode::kUnauthenticated) co_return failed;
+        co_return server_final.status();
+      }
+      if (user == nullptr) co_return failed;
+      wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &out_);
+      // Remember the proved ClientKey: it lets pools log in to servers storing this secret.
+      if (user->password.starts_with("SCRAM-SHA-256$") && user->server_password.empty()) {
+        auto keys = std::make_shared<ScramClientKeys>();
+        keys->client_key = scram.client_key();
+        keys->server_key = secret.server_key;
+        const config::Database* db = config_->FindDatabase(database_);
+        if (db != nullptr) {
+          if (auto pool = daemon_.PoolFor(*config_, *db, user_name); pool.ok()) {
+            (*pool)->SetScramKeys(std::move(keys));
+          }
+        }
+      }
+      break;
+    }
+  }
+  wire::Encode(Authentication{Authentication::kOk, "", {}}, &out_);
+  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  co_return absl::OkStatus();
+}
+
+Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
+  waiting_ = true;
+  auto result = co_await pool_->Acquire(waiter_);
+  waiting_ = false;
+  co_return result;
+}
+
+Task<absl::Status> ClientSession::Welcome(
+    const std::vector<std::pair<std::string, std::string>>& settings) {
+  pool::SharedParams base = pool_->welcome_params();
+  if (base == nullptr) {
+    // No server has logged in yet: one must, to learn what the server reports.
+    auto [server, st] = co_await AcquireServer();
+    if (!st.ok()) co_return AsFatal(st);
+    base = pool_->welcome_params();
+    if (base == nullptr) base = server->params;
+    pool_->Release(server);
+  }
+  auto desired = std::make_shared<pool::ParamSet>(*base);
+  bool probe = false;
+  for (const auto& [name, raw] : settings) {
+    if (auto normalized = pool_->NormalizedParam(name, raw)) {
+      desired->Set(name, *normalized);
+    } else {
+      desired->Set(name, raw);
+      probe = true;
+    }
+  }
+  params_ = desired;
+  if (probe) {
+    // First sight of one of these settings: check it on a server (PostgreSQL would refuse the
+    // login for a bad value) and learn the normalised value it reports.
+    auto [server, st] = co_await AcquireServer();
+    if (!st.ok()) co_return AsFatal(st);
+    st = co_await ApplyParams(server);
+    if (!st.ok()) {
+      if (server->usable() && server->tx_status == TxStatus::kIdle) {
+        pool_->Release(server);
+      } else {
+        pool_->Discard(server, CloseReason::kServerParamsFailed);
+      }
+      co_return AsFatal(st);
+    }
+    for (const auto& [name, raw] : settings) {
+      const std::string* v = params_->Get(name);
+      pool_->RememberNormalizedParam(name, raw, v ? *v : raw);
+    }
+    pool_->Release(server);
+  }
+
+  out_.clear();
+  for (const auto& [name, value] : params_->entries()) {
+    if (pool::IsReportedParam(name)) wire::Encode(wire::be::ParameterStatus{name, value}, &out_);
+  }
+  wire::Encode(wire::be::BackendKeyData{process_id_, secret_key_}, &out_);
+  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  co_return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session parameters on borrowed servers
+
+Task<absl::Status> ClientSession::ApplyParams(ServerConn* server) {
+  if (server->params == params_) co_return absl::OkStatus();
+  pool::ParamPlan plan = pool::PlanParams(*params_, *server->params);
+  if (!plan.empty()) {
+    std::string messages;
+    if (!plan.client_encoding_sql.empty()) {
+      wire::Encode(wire::fe::Query{plan.client_encoding_sql}, &messages);
+    }
+    if (!plan.sql.empty()) wire::Encode(wire::fe::Query{plan.sql}, &messages);
+    absl::Status st = co_await server->RunInternal(messages, plan.queries());
+    if (!st.ok()) co_return st;
+  }
+  AdoptServerParams(server);
+  co_return absl::OkStatus();
+}
+
+void ClientSession::AdoptServerParams(ServerConn* server) {
+  // The server now has the client's settings; where it reported a normalised spelling, the
+  // client takes that spelling so the next comparison is exact.
+  std::shared_ptr<pool::ParamSet> merged;
+  for (const auto& [name, value] : server->params->entries()) {
+    if (!pool::IsReportedParam(name)) continue;
+    const std::string* mine = params_->Get(name);
+    if (mine != nullptr && *mine == value) continue;
+    if (merged == nullptr) merged = std::make_shared<pool::ParamSet>(*params_);
+    merged->Set(name, value);
+  }
+  if (merged != nullptr) params_ = std::move(merged);
+  server->params = params_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving
+
+Task<CloseReason> ClientSession::Serve() {
+  while (true) {
+    if (!co_await ProcessInput()) co_return close_reason_;
+    // Why might we stop? The server failed, or we are shutting down.
+    if (!server_failed_.ok()) co_return CloseReason::kClientServerFailed;
+    if (shutdown_now_) co_return CloseReason::kClientShutdown;
+    if (shutdown_requested_ && attached_ == nullptr) co_return CloseReason::kClientShutdown;
+    if (shutdown_requested_ && mode_ == config::PoolMode::kSession && pending_ready_ == 0 &&
+        !unsynced_ && server_tx_ == TxStatus::kIdle) {
+      co_return CloseReason::kClientShutdown;
+    }
+    if (client_write_failed_) co_return CloseReason::kClientIoError;
+
+    WaitResult w = co_await WaitClient();
+    if (w == WaitResult::kReadable) w = ReadClient();
+    switch (w) {
+      case WaitResult::kReadable:
+      case WaitResult::kInterrupted:
+        break;
+      case WaitResult::kClosed:
+        co_return CloseReason::kClientEof;
+      case WaitResult::kFailed:
+        co_return CloseReason::kClientIoError;
+      case WaitResult::kIdleTimeout:
+        co_return CloseReason::kClientIdleTimeout;
+      case WaitResult::kIdleTransactionTimeout:
+        co_return CloseReason::kIdleTransactionTimeout;
+    }
+  }
+}
+
+bool ClientSession::EndSession(CloseReason reason, absl::Status error) {
+  close_reason_ = reason;
+  close_error_ = std::move(error);
+  return false;
+}
+
+// Handles each complete message in the input buffer: forwards runs of messages to the
+// attached server (borrowing one first when needed), answers what Shardyard answers itself.
+// Returns false when the client sent Terminate or broke the protocol.
+Task<bool> ClientSession::ProcessInput() {
+  size_t run = 0;  // bytes at the front of in_ already accounted for and due to the server
+  while (true) {
+    std::string_view data = in_.data().substr(run);
+    wire::Frame f = wire::ParseFrame(data, max_message_size_);
+    if (f.kind == wire::Frame::Kind::kNeedMore) break;
+    if (f.kind == wire::Frame::Kind::kError) {
+      SY_LOG_WARNING("%s protocol violation: %s", Describe(), f.error.message());
+      co_return EndSession(CloseReason::kClientProtocolError, f.error);
+    }
+    const char type = f.type;
+    bool forward = IsForwardable(type) && !skip_until_sync_;
+    if (forward && attached_ == nullptr &&
+        (type == 'd' || type == 'c' || type == 'f' || type == 'H')) {
+      // Nothing to flush, and COPY messages outside COPY are ignored, as PostgreSQL does.
+      forward = false;
+    }
+    if (forward) {
+      if (attached_ == nullptr) {
+        absl::Status st = co_await Attach();
+        if (!server_failed_.ok() || shutdown_now_) co_return true;
+        if (!st.ok()) {
+          FailRequest(type, st);
+          in_.Consume(f.size);
+          if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
+          continue;
+        }
+      }
+      switch (type) {
+        case 'Q':
+        case 'F':
+          ++pending_ready_;
+          break;
+        case 'S':
+          ++pending_ready_;
+          unsynced_ = false;
+          break;
+        case 'd':
+        case 'c':
+        case 'f':
+          break;
+        default:
+          unsynced_ = true;
+          break;
+      }
+      run += f.size;
+      // Bound what is held before writing (a long COPY stream arrives as many messages).
+      if (run >= wire::ByteBuffer::kBlockSize) {
+        if (!co_await ForwardRun(run)) co_return true;
+        run = 0;
+      }
+      continue;
+    }
+    // A message Shardyard handles itself ends the current run.
+    if (run > 0) {
+      if (!co_await ForwardRun(run)) co_return true;
+      run = 0;
+    }
+    in_.Consume(f.size);
+    if (type == 'X') co_return EndSession(CloseReason::kClientTerminate);
+    if (skip_until_sync_) {
+      if (type == 'S') {
+        skip_until_sync_ = false;
+        out_.clear();
+        wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+        if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
+      }
+      continue;
+    }
+    if (!IsForwardable(type)) {
+      absl::Status st = Fatal(sqlstate::kProtocolViolation,
+                              Cat("invalid frontend message type ",
+                                  static_cast<int>(static_cast<uint8_t>(type))));
+      SY_LOG_WARNING("%s protocol violation: %s", Describe(), st.message());
+      co_return EndSession(CloseReason::kClientProtocolError, st);
+    }
+  }
+  if (run > 0) co_await ForwardRun(run);
+  co_return true;
+}
+
+Task<bool> ClientSession::ForwardRun(size_t bytes) {
+  ServerConn* server = attached_;
+  auto [ec, n] = co_await asio::async_write(server->socket(),
+                                            asio::buffer(in_.data().data(), bytes), kAwait);
+  in_.Consume(bytes);
+  if (ec) {
+    server->set_unusable();
+    if (server_failed_.ok()) {
+      server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                                     "server connection lost", ec.message());
+    }
+    co_return false;
+  }
+  co_return true;
+}
+
+Task<absl::Status> ClientSession::Attach() {
+  for (int attempt = 0;; ++attempt) {
+    auto [server, st] = co_await AcquireServer();
+    if (!st.ok()) {
+      co_return AsError(st, Cat("Shardyard found no server connection for pool ", pool_->name(),
+                                "."));
+    }
+    st = co_await ApplyParams(server);
+    if (st.ok()) {
+      attached_ = server;
+      server_tx_ = server->tx_status;
+      pending_ready_ = 0;
+      unsynced_ = false;
+      copy_in_ = false;
+      scanner_.Reset();
+      pump_running_ = true;
+      pump_done_.Reset();
+      Spawn(socket_.get_executor(), [self = shared_from_this()]() { return self->Pump(); },
+            "pump");
+      co_return absl::OkStatus();
+    }
+    // The server refused the client's settings: a fresh connection gets one more try.
+    SY_LOG_WARNING("%s could not apply session parameters on S-%d: %s", Describe(), server->id(),
+                   st.message());
+    if (server->usable() && server->tx_status == TxStatus::kIdle && attempt == 0) {
+      server->set_unusable();
+    }
+    pool_->Discard(server, CloseReason::kServerParamsFailed);
+    if (attempt > 0) co_return AsError(st, "while restoring the session's parameters");
+  }
+}
+
+void ClientSession::FailRequest(char type, const absl::Status& status) {
+  out_.clear();
+  wire::AppendErrorResponse(status, &out_);
+  if (type == 'Q' || type == 'F' || type == 'S') {
+    wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+  } else {
+    // Extended protocol: like PostgreSQL, ignore everything up to the next Sync.
+    skip_until_sync_ = true;
+  }
+  SY_LOG_INFO("%s request failed: %s", Describe(), status.message());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server → client pump
+
+Task<> ClientSession::Pump() {
+  ServerConn* server = attached_;
+  std::string leftover = server->TakeBuffered();
+  if (!leftover.empty()) pump_buf_.Append(leftover);
+  while (!stopping_) {
+    if (pump_buf_.empty()) {
+      std::span<char> space = pump_buf_.PrepareWrite(wire::ByteBuffer::kBlockSize);
+      auto [ec, n] = co_await server->socket().async_read_some(
+          asio::buffer(space.data(), space.size()), kAwait);
+      if (ec) {
+        if (!stopping_) {
+          server->set_unusable();
+          server_failed_ = PgFatalStatus(
+              absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+              "server closed the connection unexpectedly",
+              ec == asio::error::eof ? "" : std::string(ec.message()));
+          WakeMain();
+        }
+        break;
+      }
+      pump_buf_.CommitWrite(n);
+    }
+    absl::Status st = scanner_.Scan(
+        pump_buf_.data(), [this](char type, std::string_view body) { OnServerMessage(type, body); });
+    if (!st.ok()) {
+      server->set_unusable();
+      server_failed_ = st;
+      WakeMain();
+      break;
+    }
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(pump_buf_.data()), kAwait);
+    pump_buf_.Clear();
+    if (wec) {
+      if (!stopping_) {
+        client_write_failed_ = true;
+        WakeMain();
+      }
+      break;
+    }
+    if (ReadyToRelease()) {
+      ReleaseServer();
+      break;
+    }
+    if (!server_failed_.ok()) {  // e.g. a transaction block in statement mode
+      WakeMain();
+      break;
+    }
+    if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ &&
+        server_tx_ == TxStatus::kIdle) {
+      WakeMain();  // session mode: the transaction is over, the client may go
+    }
+  }
+  pump_buf_.ReleaseIfEmpty();
+  pump_running_ = false;
+  pump_done_.Set();
+}
+
+void ClientSession::OnServerMessage(char type, std::string_view body) {
+  switch (type) {
+    case 'Z':
+      if (pending_ready_ > 0) --pending_ready_;
+      if (body.size() == 1) {
+        server_tx_ = static_cast<TxStatus>(body[0]);
+        attached_->tx_status = server_tx_;
+      }
+      copy_in_ = false;
+      if (mode_ == config::PoolMode::kStatement && pending_ready_ == 0 && !unsynced_ &&
+          server_tx_ != TxStatus::kIdle && server_failed_.ok()) {
+        server_failed_ = PgFatalStatus(absl::StatusCode::kFailedPrecondition,
+                                       sqlstate::kFeatureNotSupported,
+                                       "transaction blocks not allowed in statement pooling mode");
+      }
+      break;
+    case 'S':
+      attached_->OnParameterStatus(body);
+      params_ = attached_->params;
+      break;
+    case 'E': {
+      auto err = wire::Decode<wire::be::ErrorResponse>(body);
+      if (err.ok() && wire::IsFatalSeverity(err->severity())) {
+        server_sent_fatal_ = true;
+        attached_->set_unusable();
+      }
+      break;
+    }
+    case 'G':
+      copy_in_ = true;
+      break;
+    case 'W':
+      server_failed_ = Fatal(sqlstate::kFeatureNotSupported,
+                             "COPY BOTH (replication) is not supported through Shardyard");
+      attached_->set_unusable();
+      break;
+    default:
+      break;
+  }
+}
+
+bool ClientSession::ReadyToRelease() const {
+  return mode_ != config::PoolMode::kSession && pending_ready_ == 0 && !unsynced_ &&
+         server_tx_ == TxStatus::kIdle && scanner_.AtBoundary() && server_failed_.ok();
+}
+
+void ClientSession::ReleaseServer() {
+  ServerConn* server = attached_;
+  attached_ = nullptr;
+  pool_->Release(server);
+  if (shutdown_requested_) WakeMain();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client I/O
+
+Task<ClientSession::WaitResult> ClientSession::WaitClient() {
+  Duration timeout(0);
+  WaitResult on_timeout = WaitResult::kIdleTimeout;
+  if (logged_in_) {
+    bool in_transaction = attached_ != nullptr && pending_ready_ == 0 && !unsynced_ &&
+                          server_tx_ != TxStatus::kIdle;
+    bool idle = attached_ == nullptr ||
+                (pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle);
+    if (in_transaction && config_->pool.idle_transaction_timeout.count() > 0) {
+      timeout = config_->pool.idle_transaction_timeout;
+      on_timeout = WaitResult::kIdleTransactionTimeout;
+    } else if (idle && config_->pool.client_idle_timeout.count() > 0) {
+      timeout = config_->pool.client_idle_timeout;
+    }
+  }
+  // No buffer is held while waiting: idle clients cost no buffer memory.
+  in_.ReleaseIfEmpty();
+  if (timeout.count() == 0) {
+    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kAwait);
+    if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
+    if (ec) co_return WaitResult::kFailed;
+    co_return WaitResult::kReadable;
+  }
+  asio::steady_timer timer(socket_.get_executor());
+  timer.expires_after(timeout);
+  auto r = co_await (socket_.async_wait(tcp::socket::wait_read, kAwait) ||
+                     timer.async_wait(kAwait));
+  if (r.index() == 1) co_return on_timeout;
+  auto [ec] = std::get<0>(r);
+  if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
+  if (ec) co_return WaitResult::kFailed;
+  co_return WaitResult::kReadable;
+}
+
+ClientSession::WaitResult ClientSession::ReadClient() {
+  while (true) {
+    // Room for the whole message whose header is already here, or a standard block.
+    size_t want = wire::ByteBuffer::kBlockSize;
+    size_t hint = wire::FrameSizeHint(in_.data());
+    if (hint > in_.size() && hint <= max_message_size_ + size_t{5}) {
+      want = std::max(want, hint - in_.size());
+    }
+    std::span<char> space = in_.PrepareWrite(want);
+    error_code ec;
+    size_t n = socket_.read_some(asio::buffer(space.data(), space.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      return WaitResult::kReadable;  // spurious wake-up: nothing to read after all
+    }
+    if (ec == asio::error::eof) return WaitResult::kClosed;
+    if (ec) return WaitResult::kFailed;
+    in_.CommitWrite(n);
+    if (n < space.size()) return WaitResult::kReadable;
+    // The buffer filled up: more is probably waiting, take it now.
+  }
+}
+
+Task<bool> ClientSession::WriteClient(std::string_view bytes) {
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()),
+                                            kAwait);
+  if (ec) {
+    client_write_failed_ = true;
+    co_return false;
+  }
+  co_return true;
+}
+
+Task<bool> ClientSession::FlushOut() {
+  if (out_.empty()) co_return true;
+  bool ok = co_await WriteClient(out_);
+  out_.clear();
+  co_return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end
+
+Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
+  absl::Status fatal = error;
+  // Stop the pump before anything else writes to the client or touches the server.
+  if (pump_running_) {
+    stopping_ = true;
+    error_code ignored;
+    if (attached_ != nullptr) attached_->socket().cancel(ignored);
+    socket_.cancel(ignored);
+    co_await pump_done_.Wait();
+  }
+  if (fatal.ok()) {
+    switch (reason) {
+      case CloseReason::kClientShutdown:
+        fatal = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kAdminShutdown,
+                              "terminating connection due to administrator command");
+        break;
+      case CloseReason::kClientIdleTimeout:
+        fatal = PgFatalStatus(absl::StatusCode::kDeadlineExceeded, sqlstate::kIdleSessionTimeout,
+                              "terminating connection due to idle-session timeout",
+                              Cat("client_idle_timeout is ",
+                                  FormatDuration(config_->pool.client_idle_timeout), "."));
+        break;
+      case CloseReason::kIdleTransactionTimeout:
+        fatal = PgFatalStatus(
+            absl::StatusCode::kDeadlineExceeded, sqlstate::kIdleInTransactionSessionTimeout,
+            "terminating connection due to idle-in-transaction timeout",
+            Cat("idle_transaction_timeout is ",
+                FormatDuration(config_->pool.idle_transaction_timeout), "."));
+        break;
+      case CloseReason::kClientServerFailed:
+        if (!server_sent_fatal_) fatal = AsFatal(server_failed_);
+        break;
+      default:
+        break;
+    }
+  }
+  if (!fatal.ok() && !client_write_failed_) {
+    out_.clear();
+    wire::AppendErrorResponse(fatal, &out_);
+    co_await FlushOut();
+  }
+  if (attached_ != nullptr) {
+    ServerConn* server = attached_;
+    attached_ = nullptr;
+    if (!server->usable()) {
+      pool_->Discard(server, server_failed_.ok() ? CloseReason::kServerResetFailed
+                                                 : CloseReason::kServerIoError);
+    } else if (pending_ready_ == 0 && !unsynced_ && !copy_in_ && server_tx_ == TxStatus::kIdle &&
+               mode_ != config::PoolMode::kSession) {
+      pool_->Release(server);
+    } else {
+      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_});
+    }
+  }
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  CountClose(reason);
+  std::string why(CloseReasonText(reason));
+  if (!fatal.ok()) Append(&why, ": ", fatal.message());
+  if (reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||
+      reason == CloseReason::kCancelRequest) {
+    SY_LOG_DEBUG("%s closing because: %s", Describe(), why);
+  } else {
+    SY_LOG_INFO("%s closing because: %s", Describe(), why);
+  }
+}
+
+}  // namespace shardyard::proxy

@@ -1,0 +1,134 @@
+// One client connection: startup and authentication, then the transaction loop that borrows a
+// server connection per transaction (or per session/statement) and forwards bytes both ways.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/close_reason.h"
+#include "config/config.h"
+#include "pool/session_params.h"
+#include "proxy/asio.h"
+#include "proxy/event.h"
+#include "proxy/pool.h"
+#include "wire/backend_scanner.h"
+#include "wire/buffer.h"
+#include "wire/framer.h"
+#include "wire/messages.h"
+
+namespace shardyard::proxy {
+
+class Daemon;
+
+// Contract: all members are touched only on the session's strand; the public entry points
+// (Cancel, Shutdown) may be called from any thread and post to it.
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(Daemon& daemon, tcp::socket socket, uint64_t id);
+  ~ClientSession();
+
+  void Start();
+
+  // A CancelRequest carrying this session's key arrived.
+  void Cancel();
+  // Graceful: close once the current transaction is over. Immediate: close now.
+  void Shutdown(bool immediate);
+
+  uint64_t id() const { return id_; }
+
+ private:
+  // Waiting for client input ended because...
+  enum class WaitResult { kReadable, kClosed, kFailed, kIdleTimeout, kIdleTransactionTimeout,
+                          kInterrupted };
+
+  Task<> Run();
+
+  // Startup phase: through the first ReadyForQuery. A failure is sent to the client as FATAL.
+  Task<absl::Status> Startup();
+  Task<absl::StatusOr<wire::fe::StartupMessage>> ReadStartupMessage(bool* cancel_request);
+  Task<absl::Status> Authenticate(const config::User* user, const std::string& user_name);
+  Task<absl::Status> ReadPasswordPacket(std::string* body);
+  Task<absl::Status> Welcome(const std::vector<std::pair<std::string, std::string>>& settings);
+
+  // Serving phase.
+  Task<CloseReason> Serve();
+  // Returns false when the session must end (close_reason_ / close_error_ say why).
+  Task<bool> ProcessInput();
+  bool EndSession(CloseReason reason, absl::Status error = absl::OkStatus());
+  Task<bool> ForwardRun(size_t bytes);
+  Task<absl::Status> Attach();
+  Task<absl::Status> ApplyParams(ServerConn* server);
+  void AdoptServerParams(ServerConn* server);
+  void FailRequest(char type, const absl::Status& status);
+  Task<> Pump();
+  void OnServerMessage(char type, std::string_view body);
+  bool ReadyToRelease() const;
+  void ReleaseServer();
+  Task<> Finish(CloseReason reason, const absl::Status& error);
+
+  // Client I/O.
+  Task<WaitResult> WaitClient();
+  WaitResult ReadClient();
+  Task<bool> WriteClient(std::string_view bytes);
+  Task<bool> FlushOut();
+  void WakeMain();
+
+  Task<std::pair<ServerConn*, absl::Status>> AcquireServer();
+
+  std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"
+
+  Daemon& daemon_;
+  tcp::socket socket_;
+  const uint64_t id_;
+  std::string peer_;
+  int32_t process_id_ = 0;  // our BackendKeyData for this client
+  int32_t secret_key_ = 0;
+  bool registered_ = false;
+
+  std::shared_ptr<const config::Config> config_;
+  std::string user_;
+  std::string database_;
+  std::shared_ptr<Pool> pool_;
+  config::PoolMode mode_ = config::PoolMode::kTransaction;
+  pool::SharedParams params_;
+  bool logged_in_ = false;
+
+  wire::ByteBuffer in_;
+  std::string out_;         // messages Shardyard itself sends, batched
+  uint32_t max_message_size_ = 0;
+
+  // The server connection in use, and what it still owes.
+  ServerConn* attached_ = nullptr;
+  int pending_ready_ = 0;
+  bool unsynced_ = false;
+  bool copy_in_ = false;
+  wire::be::TxStatus server_tx_ = wire::be::TxStatus::kIdle;
+  bool skip_until_sync_ = false;
+
+  bool pump_running_ = false;
+  bool stopping_ = false;
+  Event pump_done_;
+  wire::BackendScanner scanner_;
+  wire::ByteBuffer pump_buf_;
+
+  Pool::Waiter waiter_;
+  bool waiting_ = false;
+
+  absl::Status server_failed_;      // set by the pump
+  bool server_sent_fatal_ = false;  // the server already told the client why
+  bool shutdown_requested_ = false;
+  bool login_timed_out_ = false;
+  bool admitted_ = false;
+  // Why the serving loop ended, and the FATAL error to send, when ProcessInput decides.
+  CloseReason close_reason_ = CloseReason::kClientTerminate;
+  absl::Status close_error_;
+  bool shutdown_now_ = false;
+  bool client_write_failed_ = false;
+};
+
+}  // namespace shardyard::proxy

@@ -1,0 +1,106 @@
+// The shardyard process: worker threads, the listener, signals (reload, graceful and immediate
+// shutdown), the registry of clients for cancels, and the pools.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/scram_secret.h"
+#include "config/config.h"
+#include "proxy/asio.h"
+#include "proxy/pool.h"
+
+namespace shardyard::proxy {
+
+class ClientSession;
+
+// Maps the BackendKeyData Shardyard gave each client to its session, for CancelRequests.
+class ClientRegistry {
+ public:
+  // Assigns a unique process id and a random secret key.
+  std::pair<int32_t, int32_t> Register(const std::shared_ptr<ClientSession>& session);
+  void Unregister(int32_t process_id);
+  // The session with this key, if the secret matches.
+  std::shared_ptr<ClientSession> Find(int32_t process_id, int32_t secret_key);
+  std::vector<std::shared_ptr<ClientSession>> All();
+
+ private:
+  struct Entry {
+    std::weak_ptr<ClientSession> session;
+    int32_t secret_key;
+  };
+  std::mutex mu_;
+  absl::flat_hash_map<int32_t, Entry> entries_;
+  int32_t next_ = 0;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(std::shared_ptr<const config::Config> config, std::string config_path);
+  ~Daemon();
+
+  // Runs until shutdown; returns the process exit code.
+  int Run();
+
+  std::shared_ptr<const config::Config> config() const;
+  asio::io_context& io() { return io_; }
+  ClientRegistry& clients() { return clients_; }
+  bool shutting_down() const { return shutting_down_.load(std::memory_order_relaxed); }
+
+  // Counts connected clients; false when max_client_connections is already reached.
+  bool AdmitClient(int max_clients);
+  void ClientGone();
+
+  // The pool serving (database, user) for this request. Created on first use.
+  absl::StatusOr<std::shared_ptr<Pool>> PoolFor(const config::Config& config,
+                                                const config::Database& database,
+                                                const std::string& user);
+
+  // The SCRAM secret to check a user's password against (derived once per plain password).
+  ScramSecret ScramSecretFor(const config::User& user);
+
+ private:
+  Task<> Accept();
+  Task<> Signals();
+  Task<> Maintenance();
+  void Reload();
+  void BeginShutdown(bool immediate);
+  void StopNow();
+
+  std::string config_path_;
+  mutable std::mutex config_mu_;
+  std::shared_ptr<const config::Config> config_;
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer maintenance_timer_;
+  std::vector<std::thread> threads_;
+
+  ClientRegistry clients_;
+  std::atomic<int> client_count_{0};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> stopped_{false};
+  std::chrono::steady_clock::time_point shutdown_deadline_{};
+  std::atomic<uint64_t> next_client_id_{1};
+
+  std::mutex pools_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Pool>> pools_;  // "db\0user\0node"
+  absl::flat_hash_map<std::string, std::shared_ptr<pool::ConnectionGate>> gates_;  // by db
+  uint64_t target_generation_ = 0;
+
+  std::mutex scram_mu_;
+  absl::flat_hash_map<std::string, std::pair<std::string, ScramSecret>> scram_secrets_;
+};
+
+// Pool limits and server target as configured.
+pool::PoolLimits LimitsFrom(const config::PoolSettings& settings);
+
+}  // namespace shardyard::proxy

@@ -1,0 +1,383 @@
+// Implements the pool driver: checkout and check-in under one mutex, server logins, resets and
+// cancel forwarding as background coroutines, and every close logged with its reason.
+#include "proxy/pool.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "common/log.h"
+#include "proxy/spawn.h"
+#include "wire/messages.h"
+
+namespace shardyard::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+// How long a reset (drain, rollback, DISCARD ALL) may take before the connection is closed.
+constexpr auto kResetTimeout = std::chrono::seconds(10);
+// How long delivering a CancelRequest may take.
+constexpr auto kCancelTimeout = std::chrono::seconds(5);
+
+std::atomic<uint64_t> g_next_server_id{1};
+
+// Completes an acquire on the waiting client's own executor (its strand).
+void Complete(const asio::any_io_executor& executor, Pool::AcquireHandler handler,
+              ServerConn* server, absl::Status status) {
+  asio::post(executor, [h = std::move(handler), server, st = std::move(status)]() mutable {
+    std::move(h)(server, std::move(st));
+  });
+}
+
+}  // namespace
+
+uint64_t NextServerId() { return g_next_server_id.fetch_add(1, std::memory_order_relaxed); }
+
+Pool::Pool(asio::any_io_executor executor, std::string name, pool::PoolLimits limits,
+           config::PoolMode mode, std::shared_ptr<const ServerTarget> target,
+           std::shared_ptr<pool::ConnectionGate> gate)
+    : executor_(std::move(executor)),
+      name_(std::move(name)),
+      gate_(std::move(gate)),
+      core_(name_, limits, gate_.get()),
+      mode_(mode),
+      target_(std::move(target)) {}
+
+config::PoolMode Pool::mode() const {
+  std::lock_guard lock(mu_);
+  return mode_;
+}
+
+Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
+  while (true) {
+    Core::Actions actions;
+    // The initiation runs synchronously: check out under the lock, and either complete at once
+    // or leave the handler with the queued waiter for a later grant.
+    auto [server, status] = co_await asio::async_initiate<
+        decltype(asio::use_awaitable), void(ServerConn*, absl::Status)>(
+        [this, &waiter, &actions](auto handler) {
+          waiter.executor = asio::get_associated_executor(handler);
+          std::unique_lock lock(mu_);
+          Core::CheckoutResult r = core_.CheckOut(&waiter, pool::Clock::now(), actions);
+          if (r.kind == Core::CheckoutResult::Kind::kQueued) {
+            waiter.handler = std::move(handler);
+            lock.unlock();
+            Execute(actions);
+            return;
+          }
+          lock.unlock();
+          Execute(actions);
+          Complete(waiter.executor, std::move(handler), r.server, r.error);
+        },
+        asio::use_awaitable);
+    if (server == nullptr) co_return std::make_pair(nullptr, status);
+    // A connection that died while idle, or belongs to an older configuration, is replaced.
+    bool outdated;
+    {
+      std::lock_guard lock(mu_);
+      outdated = server->target().generation != target_->generation;
+    }
+    if (!server->IsStale() && !outdated) co_return std::make_pair(server, absl::OkStatus());
+    Discard(server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerStaleOnCheckout);
+  }
+}
+
+bool Pool::CancelWait(Waiter& waiter, const absl::Status& why) {
+  std::unique_lock lock(mu_);
+  if (!core_.CancelWaiter(&waiter)) return false;
+  AcquireHandler handler = std::move(waiter.handler);
+  lock.unlock();
+  Complete(waiter.executor, std::move(handler), nullptr, why);
+  return true;
+}
+
+void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions& actions) {
+  if (server->cancels_in_flight > 0) {
+    // Not reusable until the cancel has landed, or it could stop the next client's query.
+    server->release_pending = true;
+    return;
+  }
+  bool outdated = server->target().generation != target_->generation;
+  if (!server->usable() || outdated) {
+    core_.Discard(now, actions);
+    actions.closes.emplace_back(server, outdated ? CloseReason::kServerPoolShrunk
+                                                 : CloseReason::kServerResetFailed);
+    return;
+  }
+  core_.CheckIn(server, server->created_at, now, actions);
+}
+
+void Pool::Release(ServerConn* server) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    ReleaseLocked(server, pool::Clock::now(), actions);
+  }
+  Execute(actions);
+}
+
+void Pool::Discard(ServerConn* server, CloseReason reason) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    core_.Discard(pool::Clock::now(), actions);
+  }
+  CloseServer(server, reason);
+  Execute(actions);
+}
+
+void Pool::CloseServer(ServerConn* server, CloseReason reason) {
+  SY_LOG_INFO("S-%d %s pool=%s closing because: %s", server->id(),
+              server->target().endpoint.ToString(), name_, CloseReasonText(reason));
+  CountClose(reason);
+  server->Close();
+  delete server;
+}
+
+void Pool::Execute(Core::Actions& actions) {
+  for (int i = 0; i < actions.open; ++i) {
+    Spawn(executor_, [self = shared_from_this()]() { return self->OpenOne(); }, "server login");
+  }
+  for (auto& [waiter, server] : actions.grants) {
+    Complete(waiter->executor, std::move(waiter->handler), server, absl::OkStatus());
+  }
+  for (auto& [waiter, error] : actions.failures) {
+    Complete(waiter->executor, std::move(waiter->handler), nullptr, std::move(error));
+  }
+  for (auto& [server, reason] : actions.closes) CloseServer(server, reason);
+}
+
+Task<> Pool::OpenOne() {
+  std::shared_ptr<const ServerTarget> target;
+  std::shared_ptr<const ScramClientKeys> keys;
+  {
+    std::lock_guard lock(mu_);
+    target = target_;
+    keys = scram_keys_;
+  }
+  auto* server = new ServerConn(executor_, NextServerId(), target);
+  absl::Status st = co_await server->Connect(keys);
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    auto now = pool::Clock::now();
+    if (st.ok()) {
+      if (!welcome_) welcome_ = server->params;
+      core_.ConnectSucceeded(server, now, actions);
+    } else {
+      core_.ConnectFailed(st, now, actions);
+    }
+  }
+  if (st.ok()) {
+    SY_LOG_INFO("S-%d %s pool=%s login ok (backend pid %d)", server->id(),
+                target->endpoint.ToString(), name_, server->key.process_id);
+  } else {
+    SY_LOG_WARNING("S-%d %s pool=%s closing because: %s: %s", server->id(),
+                   target->endpoint.ToString(), name_,
+                   CloseReasonText(CloseReason::kServerLoginFailed), st.message());
+    CountClose(CloseReason::kServerLoginFailed);
+    delete server;
+  }
+  Execute(actions);
+}
+
+void Pool::ResetAndRelease(ServerConn* server, ResetState state) {
+  Spawn(
+      executor_,
+      [self = shared_from_this(), server, state]() -> Task<> {
+        asio::steady_timer timer(self->executor_);
+        timer.expires_after(kResetTimeout);
+        auto r = co_await (self->Reset(server, state) || timer.async_wait(kAwait));
+        if (r.index() == 0) {
+          self->Release(server);
+        } else {
+          server->set_unusable();
+          self->Discard(server, CloseReason::kServerResetFailed);
+        }
+      },
+      "server reset");
+}
+
+Task<> Pool::Reset(ServerConn* server, ResetState state) {
+  std::string messages;
+  int ready = state.pending_ready;
+  if (state.copy_in) wire::Encode(wire::fe::CopyFail{"client disconnected"}, &messages);
+  if (state.unsynced) {
+    wire::Encode(wire::fe::Sync{}, &messages);
+    ++ready;
+  }
+  if (ready > 0) {
+    // A request may still be running (and holding locks): cancel it, then read what it owes.
+    ForwardCancel(server);
+    absl::Status st = co_await server->RunInternal(messages, 0);
+    if (st.ok()) st = co_await server->Drain(ready);
+    if (!st.ok()) server->set_unusable();
+    // Let the cancel land before anything else runs on this backend.
+    asio::steady_timer wait(executor_);
+    while (server->usable()) {
+      {
+        std::lock_guard lock(mu_);
+        if (server->cancels_in_flight == 0) break;
+      }
+      wait.expires_after(std::chrono::milliseconds(5));
+      co_await wait.async_wait(kAwait);
+    }
+  } else if (!messages.empty()) {
+    absl::Status st = co_await server->RunInternal(messages, 0);
+    if (!st.ok()) server->set_unusable();
+  }
+  if (server->usable() && server->tx_status != wire::be::TxStatus::kIdle) {
+    std::string rollback = wire::Encode(wire::fe::Query{"ROLLBACK"});
+    absl::Status st = co_await server->RunInternal(rollback, 1);
+    if (!st.ok()) server->set_unusable();
+  }
+  if (server->usable() && mode() == config::PoolMode::kSession) {
+    std::string discard = wire::Encode(wire::fe::Query{"DISCARD ALL"});
+    absl::Status st = co_await server->RunInternal(discard, 1);
+    if (!st.ok()) server->set_unusable();
+  }
+  if (server->tx_status != wire::be::TxStatus::kIdle) server->set_unusable();
+}
+
+void Pool::ForwardCancel(ServerConn* server) {
+  {
+    std::lock_guard lock(mu_);
+    ++server->cancels_in_flight;
+  }
+  SY_LOG_INFO("S-%d %s pool=%s forwarding cancel to backend pid %d", server->id(),
+              server->target().endpoint.ToString(), name_, server->key.process_id);
+  Spawn(
+      executor_,
+      [self = shared_from_this(), server, endpoint = server->target().endpoint,
+       key = server->key]() -> Task<> {
+        co_await SendCancelRequest(self->executor_, endpoint, key);
+        Core::Actions actions;
+        {
+          std::lock_guard lock(self->mu_);
+          if (--server->cancels_in_flight == 0 && server->release_pending) {
+            server->release_pending = false;
+            self->ReleaseLocked(server, pool::Clock::now(), actions);
+          }
+        }
+        self->Execute(actions);
+      },
+      "cancel");
+}
+
+Task<> SendCancelRequest(const asio::any_io_executor& executor, const config::Endpoint& endpoint,
+                         const wire::be::BackendKeyData& key) {
+  tcp::socket socket(executor);
+  asio::steady_timer timer(executor);
+  timer.expires_after(kCancelTimeout);
+  auto deliver = [&]() -> Task<> {
+    tcp::resolver resolver(executor);
+    std::string port = std::to_string(endpoint.port);
+    auto [rec, endpoints] = co_await resolver.async_resolve(endpoint.host, port, kAwait);
+    if (rec) co_return;
+    auto [cec, ep] = co_await asio::async_connect(socket, endpoints, kAwait);
+    if (cec) co_return;
+    std::string packet = wire::Encode(wire::fe::CancelRequest{key.process_id, key.secret_key});
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(packet), kAwait);
+    if (wec) co_return;
+    // The server closes the connection once it has signalled the backend.
+    char byte;
+    while (true) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(&byte, 1), kAwait);
+      if (ec) break;
+    }
+  };
+  co_await (deliver() || timer.async_wait(kAwait));
+  error_code ignored;
+  socket.close(ignored);
+}
+
+void Pool::Tick(pool::TimePoint now) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    core_.Tick(now, actions);
+  }
+  Execute(actions);
+}
+
+void Pool::Reconfigure(pool::PoolLimits limits, config::PoolMode mode,
+                       std::shared_ptr<const ServerTarget> target) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    mode_ = mode;
+    if (target->generation != target_->generation) {
+      target_ = std::move(target);
+      core_.CloseIdle(CloseReason::kServerPoolShrunk, actions);
+      welcome_.reset();
+      normalized_.clear();
+    }
+    core_.SetLimits(limits, pool::Clock::now(), actions);
+  }
+  Execute(actions);
+}
+
+int Pool::EvictIdle(int count) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    core_.CloseIdle(CloseReason::kServerEvicted, actions, count);
+  }
+  int closed = static_cast<int>(actions.closes.size());
+  Execute(actions);
+  return closed;
+}
+
+void Pool::CloseIdleAndFailWaiters(const absl::Status& why) {
+  Core::Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    core_.CloseIdle(CloseReason::kServerShutdown, actions);
+    core_.FailWaiters(why, actions);
+  }
+  Execute(actions);
+}
+
+PoolStats Pool::stats() const {
+  std::lock_guard lock(mu_);
+  return {core_.open(), core_.idle(), core_.active(), core_.waiting(), core_.connecting()};
+}
+
+std::shared_ptr<const ServerTarget> Pool::target() const {
+  std::lock_guard lock(mu_);
+  return target_;
+}
+
+bool Pool::starved_by_gate() const {
+  std::lock_guard lock(mu_);
+  return core_.waiting() > 0 && core_.blocked_by_gate();
+}
+
+pool::SharedParams Pool::welcome_params() const {
+  std::lock_guard lock(mu_);
+  return welcome_;
+}
+
+std::optional<std::string> Pool::NormalizedParam(const std::string& name,
+                                                 const std::string& raw) const {
+  std::lock_guard lock(mu_);
+  auto it = normalized_.find(Cat(name, std::string_view("\0", 1), raw));
+  if (it == normalized_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Pool::RememberNormalizedParam(const std::string& name, const std::string& raw,
+                                   const std::string& normalized) {
+  std::lock_guard lock(mu_);
+  // Bounded: distinct startup settings are few; a client cycling values cannot grow it forever.
+  if (normalized_.size() >= 4096) normalized_.clear();
+  normalized_[Cat(name, std::string_view("\0", 1), raw)] = normalized;
+}
+
+void Pool::SetScramKeys(std::shared_ptr<const ScramClientKeys> keys) {
+  std::lock_guard lock(mu_);
+  scram_keys_ = std::move(keys);
+}
+
+}  // namespace shardyard::proxy

@@ -1,0 +1,131 @@
+// A pool of server connections for one (database, user, backend node): drives pool::PoolCore
+// with real connections, timers and waiting clients, across worker threads.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "config/config.h"
+#include "pool/pool_core.h"
+#include "pool/session_params.h"
+#include "proxy/asio.h"
+#include "proxy/server_conn.h"
+
+namespace shardyard::proxy {
+
+// What a server connection was left doing when its client went away; the reset uses it to
+// bring the connection back to idle (or decides to close it).
+struct ResetState {
+  int pending_ready = 0;  // ReadyForQuery messages still owed for forwarded requests
+  bool unsynced = false;  // extended-protocol messages sent after the last Sync
+  bool copy_in = false;   // the server is waiting for COPY data
+};
+
+// Per-pool numbers for logs and (later) metrics.
+struct PoolStats {
+  int open = 0;
+  int idle = 0;
+  int active = 0;
+  int waiting = 0;
+  int connecting = 0;
+};
+
+class Pool : public std::enable_shared_from_this<Pool> {
+ public:
+  // A parked coroutine continuation; always invoked on Waiter::executor.
+  using AcquireHandler = absl::AnyInvocable<void(ServerConn*, absl::Status) &&>;
+
+  // A client waiting for a server connection; lives in the client's coroutine frame.
+  struct Waiter {
+    AcquireHandler handler;
+    asio::any_io_executor executor;
+    uint64_t client_id = 0;
+  };
+
+  Pool(asio::any_io_executor executor, std::string name, pool::PoolLimits limits,
+       config::PoolMode mode, std::shared_ptr<const ServerTarget> target,
+       std::shared_ptr<pool::ConnectionGate> gate);
+
+  const std::string& name() const { return name_; }
+  config::PoolMode mode() const;
+
+  // Hands out a server connection: at once from the idle list, or after waiting in FIFO order.
+  // Fails with query_wait_timeout, a relayed server login error, or a cancel.
+  Task<std::pair<ServerConn*, absl::Status>> Acquire(Waiter& waiter);
+
+  // Removes a waiting client from the queue and fails its wait with `why`. False if it was not
+  // waiting (a server may already be on its way to it).
+  bool CancelWait(Waiter& waiter, const absl::Status& why);
+
+  // Returns a clean server (ReadyForQuery 'I', nothing outstanding).
+  void Release(ServerConn* server);
+  // Closes a checked-out server that cannot be reused.
+  void Discard(ServerConn* server, CloseReason reason);
+  // Brings a server left mid-request or mid-transaction back to idle (rollback, drain, or
+  // DISCARD ALL in session mode) in the background, then releases or closes it.
+  void ResetAndRelease(ServerConn* server, ResetState state);
+
+  // Sends a CancelRequest for `server`'s current query; the server is not handed to another
+  // client until the cancel has been delivered.
+  void ForwardCancel(ServerConn* server);
+
+  // Timers: query_wait_timeout, reserve pool, login retry, idle timeout, lifetime, min size.
+  void Tick(pool::TimePoint now);
+  // Applies new limits / server target after a reload.
+  void Reconfigure(pool::PoolLimits limits, config::PoolMode mode,
+                   std::shared_ptr<const ServerTarget> target);
+  // Closes up to `count` idle connections so another pool of the database can open one.
+  int EvictIdle(int count);
+  // Shutdown: closes idle connections and fails waiters.
+  void CloseIdleAndFailWaiters(const absl::Status& why);
+
+  PoolStats stats() const;
+  bool starved_by_gate() const;  // clients wait because max_db_connections is used up
+  std::shared_ptr<pool::ConnectionGate> gate() const { return gate_; }
+  std::shared_ptr<const ServerTarget> target() const;
+
+  // The parameters a fresh server reports (known after the first login).
+  pool::SharedParams welcome_params() const;
+  // The normalised value a server reported for a client's raw startup setting, if seen before.
+  std::optional<std::string> NormalizedParam(const std::string& name, const std::string& raw) const;
+  void RememberNormalizedParam(const std::string& name, const std::string& raw,
+                               const std::string& normalized);
+
+  // SCRAM keys from a client login, used to log in to servers that store the same secret.
+  void SetScramKeys(std::shared_ptr<const ScramClientKeys> keys);
+
+ private:
+  using Core = pool::PoolCore<ServerConn*, Waiter*>;
+
+  void Execute(Core::Actions& actions);
+  void CloseServer(ServerConn* server, CloseReason reason);
+  void ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions& actions);
+  Task<> OpenOne();
+  Task<> Reset(ServerConn* server, ResetState state);
+  Task<> Cancel(ServerConn* server);
+
+  asio::any_io_executor executor_;
+  std::string name_;
+  std::shared_ptr<pool::ConnectionGate> gate_;
+
+  mutable std::mutex mu_;
+  Core core_;
+  config::PoolMode mode_;
+  std::shared_ptr<const ServerTarget> target_;
+  std::shared_ptr<const ScramClientKeys> scram_keys_;
+  pool::SharedParams welcome_;
+  absl::flat_hash_map<std::string, std::string> normalized_;  // "name\0raw" → value
+};
+
+// Sends a CancelRequest for `key` to `endpoint` and waits until the server has handled it.
+Task<> SendCancelRequest(const asio::any_io_executor& executor, const config::Endpoint& endpoint,
+                         const wire::be::BackendKeyData& key);
+
+// Next unique id for server connections (log lines).
+uint64_t NextServerId();
+
+}  // namespace shardyard::proxy

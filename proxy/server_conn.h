@@ -1,0 +1,103 @@
+// One connection from Shardyard to a PostgreSQL server: login, the state the proxy tracks from its
+// messages, and the internal queries the pool runs on it (parameter restore, rollback, reset).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/crypto.h"
+#include "config/config.h"
+#include "pool/pool_core.h"
+#include "pool/session_params.h"
+#include "proxy/asio.h"
+#include "wire/messages.h"
+
+namespace shardyard::proxy {
+
+// Where and as whom a pool's server connections log in. Immutable; replaced on reload.
+struct ServerTarget {
+  config::Endpoint endpoint;
+  std::string database;  // the name on the server
+  std::string user;
+  std::string password;  // plain, md5 secret or SCRAM secret; empty for trust
+  Duration connect_timeout = std::chrono::seconds(5);
+  uint64_t generation = 0;  // bumped when the endpoint, database or password changes
+};
+
+// SCRAM keys learned from a client that logged in with the same secret; they let Shardyard log
+// in to a server that stores that secret without knowing the plain password.
+struct ScramClientKeys {
+  crypto::Sha256Digest client_key{};
+  crypto::Sha256Digest server_key{};
+};
+
+class ServerConn {
+ public:
+  ServerConn(const asio::any_io_executor& ex, uint64_t id,
+             std::shared_ptr<const ServerTarget> target);
+
+  // Connects and logs in (within target.connect_timeout). A login the server refuses comes back
+  // as its ErrorResponse (FATAL), ready to relay to a client.
+  Task<absl::Status> Connect(const std::shared_ptr<const ScramClientKeys>& scram_keys);
+
+  // Sends `messages` (whole protocol messages) and reads replies until `ready_count`
+  // ReadyForQuery messages, tracking ParameterStatus. Returns the first ErrorResponse as a
+  // status, or an I/O failure (after which the connection is unusable).
+  Task<absl::Status> RunInternal(const std::string& messages, int ready_count);
+
+  // Reads and discards replies until `ready_count` ReadyForQuery messages (a client left with
+  // requests outstanding). Answers a CopyInResponse with CopyFail.
+  Task<absl::Status> Drain(int ready_count);
+
+  // True if the server closed the connection or sent something while idle (checked without
+  // blocking just before the connection is handed to a client).
+  bool IsStale();
+
+  void Close();
+
+  // Bytes read past the last internal reply (rare: an asynchronous notice); the pump forwards
+  // them before reading the socket.
+  std::string TakeBuffered();
+
+  uint64_t id() const { return id_; }
+  tcp::socket& socket() { return socket_; }
+  const ServerTarget& target() const { return *target_; }
+  bool usable() const { return usable_; }
+  void set_unusable() { usable_ = false; }
+
+  // State the proxy tracks from the server's messages.
+  pool::SharedParams params;
+  wire::be::TxStatus tx_status = wire::be::TxStatus::kIdle;
+  wire::be::BackendKeyData key;
+  pool::TimePoint created_at;
+
+  // Cancel requests sent for this connection and not yet finished; guarded by the pool's mutex.
+  int cancels_in_flight = 0;
+  bool release_pending = false;  // released while a cancel was in flight
+
+  // Updates `params` for a ParameterStatus message body (copy-on-write).
+  void OnParameterStatus(std::string_view body);
+
+ private:
+  Task<absl::Status> ConnectAndLogin(const ScramClientKeys* scram_keys);
+  // GCC 12 miscompiles class-type temporaries inside co_await expressions (an SSO string was
+  // relocated bitwise into the frame). Coroutines here therefore take references to named
+  // objects, and callers build messages into named locals before awaiting.
+  Task<absl::Status> Authenticate(const wire::be::Authentication& request,
+                                  const ScramClientKeys* scram_keys);
+  Task<absl::Status> WriteAll(const std::string& bytes);
+  // Reads one whole message into `type`/`body` (valid until the next call).
+  Task<absl::Status> ReadMessage(char* type, std::string_view* body);
+
+  uint64_t id_;
+  tcp::socket socket_;
+  std::shared_ptr<const ServerTarget> target_;
+  std::string read_buf_;
+  size_t read_pos_ = 0;
+  bool usable_ = true;
+};
+
+}  // namespace shardyard::proxy

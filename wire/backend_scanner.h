@@ -1,0 +1,123 @@
+// Follows message boundaries through the server→client byte stream without holding whole
+// messages, so rows are forwarded as they arrive; surfaces only the message types the proxy acts on.
+#pragma once
+
+#include <algorithm>
+#include <bitset>
+#include <cstring>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "common/pg_error.h"
+#include "common/strings.h"
+#include "wire/bytes.h"
+
+namespace shardyard::wire {
+
+class BackendScanner {
+ public:
+  // Bodies of interesting messages are assembled when split across chunks, up to this size.
+  static constexpr size_t kMaxCapturedBody = 1 << 20;
+
+  explicit BackendScanner(std::string_view interesting_types) {
+    for (char t : interesting_types) interesting_.set(static_cast<uint8_t>(t));
+  }
+
+  // Scans the next chunk of the stream, calling on_message(type, body) for each complete
+  // interesting message in order. `body` is valid only during the call.
+  template <typename OnMessage>
+  absl::Status Scan(std::string_view chunk, OnMessage&& on_message);
+
+  // True when the bytes scanned so far end exactly at a message boundary.
+  bool AtBoundary() const { return header_len_ == 0 && remaining_ == 0; }
+  void Reset() {
+    header_len_ = 0;
+    remaining_ = 0;
+    capturing_ = false;
+    capture_.clear();
+  }
+
+ private:
+  // Begins a message whose header is complete; returns an error for an impossible length.
+  absl::Status StartMessage(char type, uint32_t len) {
+    if (len < 4) {
+      return PgFatalStatus(absl::StatusCode::kDataLoss, sqlstate::kProtocolViolation,
+                           Cat("server sent an invalid message length ", len));
+    }
+    type_ = type;
+    remaining_ = len - 4;
+    capturing_ = interesting_.test(static_cast<uint8_t>(type));
+    if (capturing_ && remaining_ > kMaxCapturedBody) {
+      return PgFatalStatus(absl::StatusCode::kDataLoss, sqlstate::kProtocolViolation,
+                           Cat("server message of type '", type, "' is too long (", remaining_,
+                               " bytes)"));
+    }
+    capture_.clear();
+    return absl::OkStatus();
+  }
+
+  std::bitset<256> interesting_;
+  char header_[5] = {};
+  size_t header_len_ = 0;  // header bytes held while a header is split across chunks
+  size_t remaining_ = 0;   // body bytes of the current message not yet scanned
+  char type_ = 0;
+  bool capturing_ = false;
+  std::string capture_;
+};
+
+template <typename OnMessage>
+absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message) {
+  size_t i = 0;
+  const size_t n = chunk.size();
+  while (i < n) {
+    if (remaining_ > 0) {
+      // Inside a body.
+      size_t take = std::min(remaining_, n - i);
+      if (capturing_) capture_.append(chunk.data() + i, take);
+      i += take;
+      remaining_ -= take;
+      if (remaining_ == 0 && capturing_) {
+        capturing_ = false;
+        on_message(type_, std::string_view(capture_));
+      }
+      continue;
+    }
+    if (header_len_ == 0 && n - i >= 5) {
+      // Fast path: the whole header is here.
+      char type = chunk[i];
+      uint32_t len = LoadBigEndian32(chunk.data() + i + 1);
+      i += 5;
+      if (auto st = StartMessage(type, len); !st.ok()) return st;
+      if (capturing_ && n - i >= remaining_) {
+        // The whole interesting body is in this chunk: no copy.
+        std::string_view body = chunk.substr(i, remaining_);
+        i += remaining_;
+        remaining_ = 0;
+        capturing_ = false;
+        on_message(type, body);
+      } else if (remaining_ == 0 && capturing_) {
+        capturing_ = false;
+        on_message(type, std::string_view());
+      }
+      continue;
+    }
+    // Slow path: collect a header split across chunks.
+    size_t take = std::min(size_t{5} - header_len_, n - i);
+    std::memcpy(header_ + header_len_, chunk.data() + i, take);
+    header_len_ += take;
+    i += take;
+    if (header_len_ < 5) break;
+    header_len_ = 0;
+    if (auto st = StartMessage(header_[0], LoadBigEndian32(header_ + 1)); !st.ok()) return st;
+    if (remaining_ == 0 && capturing_) {
+      capturing_ = false;
+      on_message(type_, std::string_view());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace shardyard::wire
