@@ -32,7 +32,7 @@ int StopSignal::SignalCount() { return g_signals.load(); }
 bool StopSignal::SleepFor(Duration d) const {
   auto end = std::chrono::steady_clock::now() + d;
   while (true) {
-    if (ShouldStop()) return false;
+    if (interrupted()) return false;
     auto now = std::chrono::steady_clock::now();
     if (now >= end) return true;
     std::this_thread::sleep_for(std::min<Duration>(end - now, std::chrono::milliseconds(50)));

@@ -38,7 +38,8 @@ class StopSignal {
   bool fleet_failed() const { return fleet_failed_.load(); }
   bool interrupted() const { return SignalCount() > 0; }
   bool ShouldStop() const { return interrupted() || fleet_failed(); }
-  // Sleeps for `d`; returns false early if a stop was requested.
+  // Sleeps for `d`; returns false early on Ctrl-C (a failure elsewhere lets the current step
+  // finish, so it does not cut sleeps short).
   bool SleepFor(Duration d) const;
 
  private:

@@ -230,7 +230,7 @@ absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step, const Recorde
   };
   // A build left by a killed run may still be running on the server; let it end first.
   auto wait_for_builds = [&]() {
-    while (!stop_.ShouldStop()) {
+    while (!stop_.interrupted()) {
       auto rows = session_->ExecParams(
           "SELECT count(*) FROM pg_stat_progress_create_index WHERE index_relid = to_regclass($1)",
           {index});
@@ -247,7 +247,7 @@ absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step, const Recorde
   absl::Status st;
   Duration backoff = settings_.backoff_initial;
   for (int attempt = 1; attempt <= settings_.index_build_attempts; ++attempt) {
-    if (stop_.ShouldStop()) {
+    if (stop_.interrupted()) {
       st = absl::CancelledError("stopped before the index step");
       break;
     }
@@ -372,7 +372,7 @@ absl::Status ShardRunner::RunBackfill(const Step& step, const Recorder& record,
   Clock::time_point start = Clock::now(), last_report = start;
   int64_t done_this_run = 0;
   while (true) {
-    if (stop_.ShouldStop()) return absl::CancelledError("stopped between backfill batches");
+    if (stop_.interrupted()) return absl::CancelledError("stopped between backfill batches");
     if (!WaitForReplicas()) return absl::CancelledError("stopped while the backfill was paused");
     bool finished = false;
     int64_t rows = 0;
@@ -444,7 +444,9 @@ absl::Status ShardRunner::RunSteps(const Migration& m, const MigrationPlan& plan
   for (int k = first_step; k < steps; ++k) {
     current_.step_index = k;
     current_.step_start = Clock::now();
-    if (stop_.ShouldStop()) {
+    // Ctrl-C stops before the next step; a failure elsewhere lets this shard finish the step it
+    // is on (its first one, if it has not run any yet) and then stops it.
+    if (stop_.interrupted() || (stop_.fleet_failed() && steps_completed_ > 0)) {
       std::string why = stop_.interrupted() ? "interrupted" : "stopped: another shard failed";
       if (!plan.transactional) {
         (void)MarkStatus(*session_, m.version,
@@ -471,6 +473,7 @@ absl::Status ShardRunner::RunSteps(const Migration& m, const MigrationPlan& plan
     int retries_before = retries_;
     absl::Status st = RunStep(step, record, k == first_step ? existing : nullptr);
     if (st.ok()) {
+      ++steps_completed_;
       Say(Cat("done in ", FormatElapsed(Clock::now() - current_.step_start), ", retries ",
               retries_ - retries_before));
       continue;

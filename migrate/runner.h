@@ -100,6 +100,7 @@ class ShardRunner {
   std::mt19937_64 rng_;
   Current current_;
   int retries_ = 0;
+  int steps_completed_ = 0;  // in this run
   int64_t rows_backfilled_ = 0;
 };
 

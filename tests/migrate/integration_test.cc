@@ -1,0 +1,212 @@
+// shardyard-migrate against real PostgreSQL shards: apply/status/rollback/verify, failures, resume.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "common/strings.h"
+#include "tests/migrate/cluster.h"
+
+namespace shardyard::migrate::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class MigrateTest : public ::testing::Test {
+ protected:
+  void StartCluster(Cluster::Options options = {}) {
+    auto c = Cluster::Start(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = std::move(*c);
+  }
+  Cluster& c() { return *cluster_; }
+
+  // Runs the tool and shows its output when the exit code is not the expected one.
+  CommandResult Expect(int exit_code, const std::vector<std::string>& args) {
+    CommandResult r = c().Migrate(args);
+    if (getenv("SHARDYARD_MIGRATE_SHOW_OUTPUT")) {
+      std::printf("$ shardyard-migrate %s  # exit %d\n%s\n", Join(args, " ").c_str(), r.exit_code,
+                  r.output.c_str());
+    }
+    EXPECT_EQ(r.exit_code, exit_code) << Join(args, " ") << "\n" << r.output;
+    return r;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+};
+
+constexpr const char* kCreateOrders =
+    "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric NOT NULL DEFAULT 0);\n";
+
+TEST_F(MigrateTest, ApplyStatusRollbackAndVerifyOnFourShards) {
+  StartCluster();
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  c().WriteMigration("0001_create_orders.down.sql", "DROP TABLE IF EXISTS orders;\n");
+  c().WriteMigration("0002_add_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
+  c().WriteMigration("0002_add_note.down.sql", "ALTER TABLE orders DROP COLUMN IF EXISTS note;\n");
+
+  CommandResult before = Expect(0, {"status"});
+  EXPECT_NE(before.output.find("4 shard(s), 2 migration(s)"), std::string::npos) << before.output;
+
+  CommandResult applied = Expect(0, {"apply"});
+  EXPECT_NE(applied.output.find("summary:"), std::string::npos);
+  EXPECT_NE(applied.output.find("ACCESS EXCLUSIVE on orders"), std::string::npos) << applied.output;
+  for (int s = 0; s < 4; ++s) {
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM shardyard_migrations WHERE status = 'applied'"), "2");
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM information_schema.columns "
+                           "WHERE table_name = 'orders' AND column_name = 'note'"),
+              "1");
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM shardyard_migrate_lock"), "0");
+  }
+  CommandResult status = Expect(0, {"status"});
+  EXPECT_NE(status.output.find("0002_add_note"), std::string::npos) << status.output;
+  CommandResult json = Expect(0, {"status", "--json"});
+  EXPECT_NE(json.output.find("\"current\":\"0002_add_note\""), std::string::npos) << json.output;
+  EXPECT_NE(json.output.find("\"checksum_matches\":true"), std::string::npos);
+
+  Expect(0, {"apply"});  // nothing to do
+  Expect(0, {"verify"});
+  ASSERT_TRUE(c().Exec(3, "ALTER TABLE orders ADD COLUMN drift int").ok());
+  CommandResult drift = Expect(1, {"verify"});
+  EXPECT_NE(drift.output.find("+ column public.orders.drift: integer"), std::string::npos)
+      << drift.output;
+  ASSERT_TRUE(c().Exec(3, "ALTER TABLE orders DROP COLUMN drift").ok());
+
+  Expect(0, {"rollback"});
+  for (int s = 0; s < 4; ++s) {
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM information_schema.columns "
+                           "WHERE table_name = 'orders' AND column_name = 'note'"),
+              "0");
+    EXPECT_EQ(c().Value(s, "SELECT string_agg(version::text, ',') FROM shardyard_migrations"), "1");
+  }
+  Expect(0, {"rollback", "--to", "0"});
+  EXPECT_EQ(c().Value(2, "SELECT to_regclass('orders') IS NULL"), "t");
+  Expect(0, {"apply"});
+  Expect(0, {"verify"});
+  EXPECT_EQ(c().Value(1, "SELECT count(*) FROM shardyard_migrations"), "2");
+}
+
+TEST_F(MigrateTest, RefusesAnAppliedFileThatChanged) {
+  StartCluster({.shards = 2});
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  Expect(0, {"apply"});
+  c().WriteMigration("0001_create_orders.sql",
+                     "CREATE TABLE orders (id bigint PRIMARY KEY, total bigint);\n");
+  c().WriteMigration("0002_add_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
+  CommandResult r = Expect(1, {"apply"});
+  EXPECT_NE(r.output.find("changed after it was applied"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("recorded checksum  sha256:"), std::string::npos);
+  EXPECT_NE(r.output.find("file checksum      sha256:"), std::string::npos);
+  EXPECT_EQ(c().Value(0, "SELECT count(*) FROM shardyard_migrations"), "1");  // 0002 not run
+  CommandResult status = Expect(1, {"status"});
+  EXPECT_NE(status.output.find("CHECKSUM MISMATCH 0001_create_orders"), std::string::npos)
+      << status.output;
+}
+
+TEST_F(MigrateTest, ConflictOnOneShardFailsWhileTheOthersFinishAndApplyConvergesAfterTheFix) {
+  StartCluster();
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  Expect(0, {"apply"});
+  ASSERT_TRUE(c().Exec(2, "CREATE TABLE customers (id text)").ok());  // the conflicting object
+  c().WriteMigration("0002_create_customers.sql",
+                     "CREATE TABLE customers (id bigint PRIMARY KEY, name text);\n");
+  CommandResult failed = Expect(1, {"apply"});
+  EXPECT_NE(failed.output.find("already exists"), std::string::npos) << failed.output;
+  for (int s : {0, 1, 3}) {
+    EXPECT_EQ(c().Value(s, "SELECT status FROM shardyard_migrations WHERE version = 2"), "applied");
+  }
+  EXPECT_EQ(c().Value(2, "SELECT status FROM shardyard_migrations WHERE version = 2"), "failed");
+  CommandResult status = Expect(1, {"status"});
+  EXPECT_NE(status.output.find("FAILED 0002_create_customers"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("relation \"customers\" already exists"), std::string::npos);
+  Expect(1, {"verify"});
+
+  ASSERT_TRUE(c().Exec(2, "DROP TABLE customers").ok());  // the operator's fix
+  Expect(0, {"apply"});
+  Expect(0, {"status"});
+  Expect(0, {"verify"});
+}
+
+TEST_F(MigrateTest, CanaryFailureStartsNoOtherShard) {
+  StartCluster({.shards = 3});
+  ASSERT_TRUE(c().Exec(0, "CREATE TABLE orders (id int)").ok());
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  CommandResult r = Expect(1, {"apply"});
+  EXPECT_NE(r.output.find("not started"), std::string::npos) << r.output;
+  EXPECT_EQ(c().Value(1, "SELECT to_regclass('orders') IS NULL"), "t");
+  EXPECT_EQ(c().Value(2, "SELECT to_regclass('orders') IS NULL"), "t");
+  // --shards and --canary 0 can route around it.
+  Expect(0, {"apply", "--shards", "1,2", "--canary", "0"});
+  EXPECT_EQ(c().Value(2, "SELECT to_regclass('orders') IS NOT NULL"), "t");
+}
+
+TEST_F(MigrateTest, PlanAndDryRunChangeNothingAndLintRefusesUnsafeApply) {
+  StartCluster({.shards = 2});
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  Expect(0, {"apply"});
+  c().WriteMigration("0002_index.sql", "CREATE INDEX orders_total_idx ON orders (total);\n");
+  CommandResult plan = Expect(1, {"plan"});
+  EXPECT_NE(plan.output.find("SHARE on orders"), std::string::npos) << plan.output;
+  EXPECT_NE(plan.output.find("create-index-non-concurrently"), std::string::npos);
+  EXPECT_NE(plan.output.find("CREATE INDEX CONCURRENTLY"), std::string::npos);
+  CommandResult refused = Expect(1, {"apply"});
+  EXPECT_NE(refused.output.find("refusing to apply"), std::string::npos) << refused.output;
+  EXPECT_EQ(c().Value(0, "SELECT to_regclass('orders_total_idx') IS NULL"), "t");
+
+  c().WriteMigration("0002_index.sql",
+                     "-- shardyard: no-transaction\n"
+                     "CREATE INDEX CONCURRENTLY orders_total_idx ON orders (total);\n");
+  CommandResult safe_plan = Expect(0, {"plan"});
+  EXPECT_NE(safe_plan.output.find("SHARE UPDATE EXCLUSIVE on orders"), std::string::npos)
+      << safe_plan.output;
+  EXPECT_NE(safe_plan.output.find("shards 0,1"), std::string::npos);
+  CommandResult dry = Expect(0, {"apply", "--dry-run"});
+  EXPECT_NE(dry.output.find("dry run"), std::string::npos);
+  EXPECT_EQ(c().Value(1, "SELECT to_regclass('orders_total_idx') IS NULL"), "t");
+  EXPECT_EQ(c().Value(1, "SELECT count(*) FROM shardyard_migrations"), "1");
+  Expect(0, {"apply"});
+  EXPECT_EQ(c().Value(1, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_total_idx'::regclass"),
+            "t");
+
+  c().WriteMigration("0003_drop.sql", "ALTER TABLE orders DROP COLUMN total;\n");
+  Expect(1, {"apply"});
+  Expect(0, {"apply", "--allow", "drop-column"});
+}
+
+TEST_F(MigrateTest, AnotherLiveRunnerHoldingTheLockMeansExitThree) {
+  StartCluster({.shards = 2});
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  Expect(0, {"apply"});
+  c().WriteMigration("0002_add_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
+  ASSERT_TRUE(c().Exec(1, "INSERT INTO shardyard_migrate_lock VALUES "
+                          "(1, 'elsewhere:4242:1', now(), now(), now() + interval '1 minute')")
+                  .ok());
+  CommandResult r = Expect(3, {"apply"});
+  EXPECT_NE(r.output.find("another run holds the runner lock"), std::string::npos) << r.output;
+  EXPECT_EQ(c().Value(0, "SELECT count(*) FROM shardyard_migrations"), "1");
+  EXPECT_EQ(c().Value(0, "SELECT count(*) FROM shardyard_migrate_lock"), "0");  // released
+  ASSERT_TRUE(c().Exec(1, "UPDATE shardyard_migrate_lock SET expires_at = now() - interval '1s'").ok());
+  Expect(0, {"apply"});  // an expired lock is taken over
+}
+
+TEST_F(MigrateTest, GivesUpWithExitThreeWhenTheLockNeverFrees) {
+  StartCluster({.shards = 1});
+  c().WriteMigration("0001_create_orders.sql", kCreateOrders);
+  Expect(0, {"apply"});
+  c().WriteMigration("0002_add_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
+  auto blocker = c().Connect(0);
+  ASSERT_TRUE(blocker.ok());
+  ASSERT_TRUE(shardyard::testing::Exec(blocker->get(), "BEGIN; SELECT * FROM orders").ok());
+  auto start = std::chrono::steady_clock::now();
+  CommandResult r =
+      Expect(3, {"apply", "--lock-timeout", "100ms", "--lock-retry-deadline", "1500ms"});
+  EXPECT_LT(MillisSince(start), 5000);
+  EXPECT_NE(r.output.find("gave up on lock contention"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("canceling statement due to lock timeout"), std::string::npos);
+  ASSERT_TRUE(shardyard::testing::Exec(blocker->get(), "COMMIT").ok());
+  Expect(0, {"apply"});
+}
+
+}  // namespace
+}  // namespace shardyard::migrate::testing
