@@ -1,0 +1,1 @@
+"""The bench/run harness: servers, targets, workloads, measurement and reports."""
