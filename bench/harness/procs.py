@@ -153,3 +153,54 @@ def system_cpu_ticks():
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values)
     return total - idle, total
+
+
+def tree_cpu_seconds(root_pid):
+    """CPU time of a process, its live descendants, and its reaped children (cutime/cstime):
+    PostgreSQL's postmaster and every backend it has forked."""
+    kids = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kids.setdefault(int(fields[1]), []).append((int(entry), fields))
+    total = 0
+    stack = [root_pid]
+    seen = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for child, _ in kids.get(pid, []):
+            stack.append(child)
+    for entries in kids.values():
+        for pid, fields in entries:
+            if pid in seen:
+                total += int(fields[11]) + int(fields[12])
+                if pid == root_pid:
+                    total += int(fields[13]) + int(fields[14])
+    return total / CLK_TCK
+
+
+def wait_until_quiet(max_wait, busy_pct=15.0, log=None):
+    """Waits (up to max_wait seconds) for a second in which the machine is at most busy_pct busy,
+    so that other people's builds on a shared box do not land in a measurement. Returns the
+    seconds waited."""
+    start = time.monotonic()
+    warned = False
+    while True:
+        b0, t0 = system_cpu_ticks()
+        time.sleep(1.0)
+        b1, t1 = system_cpu_ticks()
+        busy = 100.0 * (b1 - b0) / max(1, t1 - t0)
+        waited = time.monotonic() - start
+        if busy <= busy_pct or waited >= max_wait:
+            return waited
+        if log and not warned and waited > 5:
+            log(f"  machine {busy:.0f}% busy with other work; waiting up to {max_wait:.0f}s")
+            warned = True

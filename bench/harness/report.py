@@ -11,14 +11,16 @@ RUN_FIELDS = [
     "workload", "target", "rep", "clients", "duration_s", "tps", "txns", "failed", "aborted",
     "lat_avg_ms", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "conn_ms", "pooler_cpu_s",
     "cpu_us_per_txn", "pooler_rss_peak_kb", "pooler_rss_end_kb", "client_cpu_us_per_txn",
-    "system_busy_pct", "wall_s", "idle_rss_before_kb", "idle_rss_after_kb",
+    "postgres_cpu_us_per_txn", "system_busy_pct", "foreign_cpu_pct", "quiet_wait_s", "wall_s",
+    "idle_rss_before_kb", "idle_rss_after_kb",
     "idle_bytes_per_client", "idle_connect_s", "idle_connects_per_s", "idle_handshake_p50_ms",
     "idle_handshake_p99_ms", "idle_cpu_us_per_connect", "error",
 ]
 
 MEDIAN_FIELDS = [
     "tps", "lat_avg_ms", "lat_p50_ms", "lat_p99_ms", "cpu_us_per_txn", "pooler_rss_peak_kb",
-    "client_cpu_us_per_txn", "system_busy_pct", "idle_bytes_per_client", "idle_connect_s",
+    "client_cpu_us_per_txn", "postgres_cpu_us_per_txn", "system_busy_pct", "foreign_cpu_pct",
+    "idle_bytes_per_client", "idle_connect_s",
     "idle_connects_per_s", "idle_handshake_p50_ms", "idle_handshake_p99_ms",
     "idle_cpu_us_per_connect",
 ]
@@ -123,7 +125,9 @@ PGBENCH_METRICS = [
     ("pooler CPU, s per 10,000 transactions", "cpu_us_per_txn", 3, 0.01),
     ("pooler peak RSS, MB", "pooler_rss_peak_kb", 1, 1 / 1024),
     ("pgbench CPU, µs per transaction", "client_cpu_us_per_txn", 1, 1.0),
+    ("PostgreSQL CPU, µs per transaction", "postgres_cpu_us_per_txn", 1, 1.0),
     ("machine CPU busy, %", "system_busy_pct", 0, 1.0),
+    ("CPU used by other processes, % of machine", "foreign_cpu_pct", 1, 1.0),
     ("TPS spread across reps, %", "tps_spread_pct", 1, 1.0),
 ]
 
@@ -208,7 +212,8 @@ def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_nam
             line = f"| {title} | " + " | ".join(cells)
             for r in ratios:
                 if key in ("failed", "aborted", "tps_spread_pct", "system_busy_pct",
-                           "client_cpu_us_per_txn") or (
+                           "client_cpu_us_per_txn", "postgres_cpu_us_per_txn",
+                           "foreign_cpu_pct") or (
                                r == "direct" and key in ("cpu_us_per_txn", "pooler_rss_peak_kb")):
                     line += " | "
                 else:
@@ -262,7 +267,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
-set key top right
+set key outside top center horizontal
 set xtics rotate by -25
 set multiplot layout 2,2 title 'Shardyard vs PgBouncer vs direct PostgreSQL (medians)'
 set title 'Throughput, transactions/s (log scale)'

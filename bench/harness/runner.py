@@ -65,7 +65,7 @@ def parse_pgbench_output(text):
 def pgbench_argv(ctx, workload, target, duration, log_prefix=None):
     argv = [ctx.pgbench, "-n", "-h", "127.0.0.1", "-p", str(target.port), "-U", USER,
             "-c", str(workload.clients), "-j", str(min(workload.threads, workload.clients)),
-            "-T", str(duration)]
+            "-T", str(max(1, int(round(duration))))]
     argv += list(workload.pgbench_args)
     if log_prefix:
         argv += ["--log", f"--log-prefix={log_prefix}"]
@@ -82,7 +82,7 @@ class Attach:
         self.ctx = ctx
         self.procs = []
         self.files = []
-        self.active = (ctx.profile and target.name == "shardyard" and target.pid
+        self.active = (ctx.profile and target.is_pooler and target.pid
                        and workload.kind == "pgbench")
         self.tag = f"{workload.name}-{target.name}-{rep}"
         self.pid = target.pid
@@ -91,10 +91,20 @@ class Attach:
         if not self.active:
             return self
         os.makedirs(self.ctx.profile_dir, exist_ok=True)
-        if "perf" in self.ctx.profile:
-            data = os.path.join(self.ctx.profile_dir, f"perf-{self.tag}.data")
+        # perf: CPU samples with DWARF call graphs (the binaries keep no frame pointers);
+        # perf-syscalls: where epoll_ctl, recvfrom and sendto are called from.
+        perf_kinds = {
+            "perf": ["-F", "499", "--call-graph", "dwarf,16384"],
+            "perf-syscalls": ["-e", "syscalls:sys_enter_epoll_ctl", "-e",
+                              "syscalls:sys_enter_recvfrom", "-e", "syscalls:sys_enter_sendto",
+                              "-e", "syscalls:sys_enter_futex", "--call-graph", "dwarf,16384"],
+        }
+        for kind, extra in perf_kinds.items():
+            if kind not in self.ctx.profile:
+                continue
+            data = os.path.join(self.ctx.profile_dir, f"{kind}-{self.tag}.data")
             self.procs.append(procs.popen(
-                ["perf", "record", "-g", "-F", "999", "-o", data, "-p", str(self.pid)],
+                ["perf", "record", *extra, "-o", data, "-p", str(self.pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             self.files.append(data)
         if "strace" in self.ctx.profile:
@@ -125,7 +135,11 @@ def run_pgbench(ctx, workload, target, rep):
         run_dir = os.path.join(ctx.workdir, "runs")
         os.makedirs(run_dir, exist_ok=True)
         prefix = os.path.join(run_dir, f"{workload.name}-{target.name}-{rep}")
+        if ctx.quiet_wait > 0:
+            row["quiet_wait_s"] = procs.wait_until_quiet(ctx.quiet_wait, log=ctx.log)
         cpu0 = procs.cpu_seconds(target.pid) if target.pid else None
+        pg0 = procs.tree_cpu_seconds(ctx.pg.proc.pid)
+        self0 = sum(os.times()[:2])
         sys0 = procs.system_cpu_ticks()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
@@ -135,6 +149,8 @@ def run_pgbench(ctx, workload, target, rep):
         wall = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sys1 = procs.system_cpu_ticks()
+        self1 = sum(os.times()[:2])
+        pg1 = procs.tree_cpu_seconds(ctx.pg.proc.pid)
         if target.pid:
             if target.proc.poll() is not None:
                 raise HarnessError(f"{target.label} died during the run")
@@ -164,6 +180,15 @@ def run_pgbench(ctx, workload, target, rep):
     busy = sys1[0] - sys0[0]
     total = sys1[1] - sys0[1]
     row["system_busy_pct"] = 100.0 * busy / total if total else None
+    if txns:
+        row["postgres_cpu_us_per_txn"] = (pg1 - pg0) / txns * 1e6
+    if total:
+        # CPU used by anything but PostgreSQL, the pooler, pgbench and this harness: other
+        # people's work on a shared machine (plus kernel threads such as softirq handlers).
+        ours = (pg1 - pg0) + row.get("pooler_cpu_s", 0.0) + (self1 - self0) + (
+            (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime))
+        row["foreign_cpu_pct"] = max(0.0, 100.0 * (busy / procs.CLK_TCK - ours) /
+                                     (total / procs.CLK_TCK))
     errors = []
     if "tps" not in parsed:
         errors.append("pgbench reported no tps")
@@ -187,7 +212,10 @@ def run_idle(ctx, workload, target, rep):
     try:
         procs.run([ctx.pgbench, "-n", "-S", "-h", "127.0.0.1", "-p", str(target.port), "-U", USER,
                    "-c", "1", "-t", "10", DATABASE], env=client_env(), timeout=120)
-        time.sleep(1.0)
+        if ctx.quiet_wait > 0:
+            row["quiet_wait_s"] = procs.wait_until_quiet(ctx.quiet_wait, log=ctx.log)
+        else:
+            time.sleep(1.0)
         before = procs.memory_kb(target.pid)["VmRSS"]
         cpu0 = procs.cpu_seconds(target.pid)
         argv = [ctx.idle_tool, "--port", str(target.port), "--user", USER, "--password", "bench",
