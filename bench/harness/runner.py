@@ -92,12 +92,12 @@ class Attach:
             return self
         os.makedirs(self.ctx.profile_dir, exist_ok=True)
         # perf: CPU samples with DWARF call graphs (the binaries keep no frame pointers);
-        # perf-syscalls: where epoll_ctl, recvfrom and sendto are called from.
+        # perf-syscalls: where epoll_ctl, futex and failed (EAGAIN) recvfrom calls come from.
         perf_kinds = {
             "perf": ["-F", "499", "--call-graph", "dwarf,16384"],
             "perf-syscalls": ["-e", "syscalls:sys_enter_epoll_ctl", "-e",
-                              "syscalls:sys_enter_recvfrom", "-e", "syscalls:sys_enter_sendto",
-                              "-e", "syscalls:sys_enter_futex", "--call-graph", "dwarf,16384"],
+                              "syscalls:sys_exit_recvfrom", "--filter", "ret < 0",
+                              "-e", "syscalls:sys_enter_futex", "--call-graph", "dwarf,8192"],
         }
         for kind, extra in perf_kinds.items():
             if kind not in self.ctx.profile:
