@@ -69,7 +69,15 @@ absl::StatusOr<std::unique_ptr<PgSession>> PgSession::Connect(const std::string&
   return std::unique_ptr<PgSession>(new PgSession(conn));
 }
 
-PgSession::PgSession(pg_conn* conn) : conn_(conn) { cancel_ = PQgetCancel(conn_); }
+namespace {
+// Notices ("relation already exists, skipping") are not errors; the runner reports what matters.
+void IgnoreNotice(void*, const char*) {}
+}  // namespace
+
+PgSession::PgSession(pg_conn* conn) : conn_(conn) {
+  cancel_ = PQgetCancel(conn_);
+  PQsetNoticeProcessor(conn_, IgnoreNotice, nullptr);
+}
 
 PgSession::~PgSession() {
   {

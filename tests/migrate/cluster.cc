@@ -3,7 +3,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "common/strings.h"
 
@@ -11,20 +10,16 @@ namespace shardyard::migrate::testing {
 
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(const Options& options) {
   std::unique_ptr<Cluster> c(new Cluster());
-  std::vector<absl::StatusOr<std::unique_ptr<PgServer>>> started;
-  for (int i = 0; i < options.shards; ++i) started.emplace_back(absl::InternalError("not started"));
-  std::vector<std::thread> threads;
+  // One at a time: the harness forks (initdb, pg_ctl) and looks up the postgres user, which is
+  // not safe to do from several threads at once (a child can inherit a held libc lock).
   for (int i = 0; i < options.shards; ++i) {
-    threads.emplace_back([&started, i] {
-      PgServer::Options o;
-      o.max_connections = 60;
-      started[static_cast<size_t>(i)] = PgServer::Start(o);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  for (auto& s : started) {
-    if (!s.ok()) return s.status();
-    c->servers_.push_back(std::move(*s));
+    PgServer::Options o;
+    o.max_connections = 60;
+    // pg_basebackup (StartReplica) waits for a spread checkpoint; make checkpoints immediate.
+    o.conf_lines.push_back("checkpoint_completion_target = 0");
+    auto server = PgServer::Start(o);
+    if (!server.ok()) return server.status();
+    c->servers_.push_back(std::move(*server));
   }
   for (auto& s : c->servers_) {
     if (auto st = s->CreateDatabase(kDatabase, "postgres"); !st.ok()) return st;

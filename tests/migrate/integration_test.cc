@@ -208,5 +208,190 @@ TEST_F(MigrateTest, GivesUpWithExitThreeWhenTheLockNeverFrees) {
   Expect(0, {"apply"});
 }
 
+// Waits for `needle` in a background run's log; fails the test with the log otherwise.
+void WaitForLog(Daemon& run, const std::string& needle, seconds timeout = seconds(30)) {
+  ASSERT_TRUE(run.WaitForLog(needle, timeout)) << "no \"" << needle << "\" in:\n" << run.Log();
+}
+
+TEST_F(MigrateTest, KillNineMidNonTransactionalMigrationAndReRunConvergesWithoutRepeatingSteps) {
+  StartCluster();
+  c().WriteMigration("0001_tables.sql",
+                     "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric);\n"
+                     "CREATE TABLE step_log (step int NOT NULL);\n"
+                     "INSERT INTO orders SELECT g, g FROM generate_series(1, 2000) g;\n");
+  Expect(0, {"apply"});
+  // Every INSERT is a step whose repetition would show; the sleeps widen the windows to kill in.
+  c().WriteMigration("0002_steps.sql",
+                     "-- shardyard: no-transaction\n"
+                     "INSERT INTO step_log VALUES (1);\n"
+                     "SELECT pg_sleep(0.3);\n"
+                     "ALTER TABLE orders ADD COLUMN a int;\n"
+                     "INSERT INTO step_log VALUES (2);\n"
+                     "CREATE INDEX CONCURRENTLY orders_a_idx ON orders (a);\n"
+                     "INSERT INTO step_log VALUES (3);\n"
+                     "SELECT pg_sleep(1);\n"
+                     "ALTER TABLE orders ADD COLUMN b int;\n"
+                     "INSERT INTO step_log VALUES (4);\n");
+  // An old snapshot on shard 1 makes its concurrent index build wait, so the kill lands inside it.
+  auto blocker = c().Connect(1);
+  ASSERT_TRUE(blocker.ok());
+  ASSERT_TRUE(shardyard::testing::Exec(blocker->get(),
+                                       "BEGIN ISOLATION LEVEL REPEATABLE READ; "
+                                       "SELECT count(*) FROM step_log")
+                  .ok());
+  {
+    auto run = c().MigrateInBackground({"apply", "--canary", "0"}, "run1.log");
+    ASSERT_TRUE(run.ok());
+    WaitForLog(**run, "shard 1 0002_steps step 5/9: CREATE INDEX CONCURRENTLY");
+    std::this_thread::sleep_for(milliseconds(400));
+    (*run)->Signal(SIGKILL);
+    ASSERT_TRUE((*run)->Wait(seconds(10)).has_value());
+  }
+  {
+    // The dead runner's lock is taken over at once. The re-run finds the INVALID index the
+    // killed build left on shard 1 and rebuilds it; kill it again inside that rebuild.
+    auto run = c().MigrateInBackground({"apply", "--canary", "0"}, "run2.log");
+    ASSERT_TRUE(run.ok());
+    WaitForLog(**run, "shard 1 0002_steps step 5/9: dropping INVALID index");
+    std::this_thread::sleep_for(milliseconds(400));
+    (*run)->Signal(SIGKILL);
+    ASSERT_TRUE((*run)->Wait(seconds(10)).has_value());
+    EXPECT_NE((*run)->Log().find("shard 0 0002_steps step 7/9"), std::string::npos)
+        << "shard 0 should have resumed at the step it was killed in:\n" << (*run)->Log();
+  }
+  CommandResult dirty = c().Migrate({"status"});
+  EXPECT_EQ(dirty.exit_code, 1) << dirty.output;
+  EXPECT_NE(dirty.output.find("DIRTY 0002_steps"), std::string::npos) << dirty.output;
+  ASSERT_TRUE(shardyard::testing::Exec(blocker->get(), "COMMIT").ok());
+
+  CommandResult last = Expect(0, {"apply"});
+  for (int s = 0; s < 4; ++s) {
+    SCOPED_TRACE(s);
+    EXPECT_EQ(c().Value(s, "SELECT string_agg(step::text, ',' ORDER BY step) FROM step_log"),
+              "1,2,3,4");
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM information_schema.columns "
+                           "WHERE table_name = 'orders' AND column_name IN ('a', 'b')"),
+              "2");
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"), "0");
+    EXPECT_EQ(c().Value(s, "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_a_idx'"),
+              "1");
+    EXPECT_EQ(c().Value(s, "SELECT status || ' ' || steps_done FROM shardyard_migrations "
+                           "WHERE version = 2"),
+              "applied 9");
+  }
+  Expect(0, {"status"});
+  Expect(0, {"verify"});
+}
+
+TEST_F(MigrateTest, CtrlCStopsBetweenStepsAndApplyResumes) {
+  StartCluster({.shards = 1});
+  c().WriteMigration("0001_log.sql", "CREATE TABLE step_log (step int NOT NULL);\n");
+  c().WriteMigration("0002_steps.sql",
+                     "-- shardyard: no-transaction\n"
+                     "INSERT INTO step_log VALUES (1);\n"
+                     "SELECT pg_sleep(0.5);\n"
+                     "INSERT INTO step_log VALUES (2);\n"
+                     "INSERT INTO step_log VALUES (3);\n");
+  auto run = c().MigrateInBackground({"apply"}, "run.log");
+  ASSERT_TRUE(run.ok());
+  WaitForLog(**run, "step 2/4: SELECT pg_sleep");
+  (*run)->Signal(SIGINT);
+  auto code = (*run)->Wait(seconds(10));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE((*run)->Log().find("stopped before this step (interrupted)"), std::string::npos)
+      << (*run)->Log();
+  EXPECT_EQ(c().Value(0, "SELECT string_agg(step::text, ',' ORDER BY step) FROM step_log"), "1");
+  CommandResult status = Expect(0, {"status"});
+  EXPECT_NE(status.output.find("stopped 0002_steps (step 2/4 done)"), std::string::npos)
+      << status.output;
+  Expect(0, {"apply"});
+  EXPECT_EQ(c().Value(0, "SELECT string_agg(step::text, ',' ORDER BY step) FROM step_log"),
+            "1,2,3");
+}
+
+TEST_F(MigrateTest, FailedConcurrentIndexBuildLeavesNoInvalidIndexAndRepairCleansUp) {
+  StartCluster({.shards = 2});
+  c().WriteMigration("0001_t.sql",
+                     "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
+                     "INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;\n");
+  Expect(0, {"apply"});
+  ASSERT_TRUE(c().Exec(1, "UPDATE t SET v = 1 WHERE id <= 3").ok());  // duplicates on shard 1
+  c().WriteMigration("0002_unique_v.sql",
+                     "-- shardyard: no-transaction\n"
+                     "CREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v);\n");
+  CommandResult failed = Expect(1, {"apply"});
+  EXPECT_NE(failed.output.find("dropping INVALID index"), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("could not create unique index"), std::string::npos);
+  EXPECT_EQ(c().Value(1, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"), "0");
+  EXPECT_EQ(c().Value(1, "SELECT to_regclass('t_v_key') IS NULL"), "t");
+  EXPECT_EQ(c().Value(0, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_key'::regclass"),
+            "t");
+
+  // A build that failed outside the tool leaves an INVALID index; repair drops it.
+  auto conn = c().Connect(1);
+  ASSERT_TRUE(conn.ok());
+  EXPECT_FALSE(
+      shardyard::testing::Exec(conn->get(), "CREATE UNIQUE INDEX CONCURRENTLY manual_v ON t (v)").ok());
+  EXPECT_EQ(c().Value(1, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"), "1");
+  CommandResult dry = Expect(0, {"repair", "--dry-run"});
+  EXPECT_NE(dry.output.find("would drop INVALID index manual_v"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("would clear failed 0002_unique_v"), std::string::npos);
+  CommandResult repaired = Expect(0, {"repair"});
+  EXPECT_NE(repaired.output.find("dropped INVALID index manual_v"), std::string::npos)
+      << repaired.output;
+  EXPECT_NE(repaired.output.find("cleared failed 0002_unique_v"), std::string::npos);
+  EXPECT_EQ(c().Value(1, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"), "0");
+  Expect(0, {"status"});
+
+  ASSERT_TRUE(c().Exec(1, "UPDATE t SET v = id").ok());
+  Expect(0, {"apply"});
+  Expect(0, {"verify"});
+}
+
+TEST_F(MigrateTest, BackfillRunsInBatchesAndPausesWhileTheReplicaLags) {
+  StartCluster({.shards = 1, .replica_of_shard0 = true});
+  c().WriteMigration("0001_orders.sql",
+                     "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric NOT NULL);\n"
+                     "INSERT INTO orders SELECT g, g FROM generate_series(1, 20000) g;\n");
+  Expect(0, {"apply"});
+  auto replica = c().replica()->ConnectSuper(Cluster::kDatabase);
+  ASSERT_TRUE(replica.ok());
+  for (int i = 0; i < 100; ++i) {
+    auto n = shardyard::testing::QueryValue(
+        replica->get(), "SELECT count(*) FROM pg_class WHERE relname = 'orders'");
+    if (n.ok() && *n == "1" &&
+        shardyard::testing::QueryValue(replica->get(), "SELECT count(*) FROM orders").value_or("") ==
+            "20000") {
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_TRUE(shardyard::testing::Exec(replica->get(), "SELECT pg_wal_replay_pause()").ok());
+  c().WriteMigration("0002_total_cents.sql",
+                     "-- shardyard: backfill table=orders key=id batch=1000 sleep=5ms\n"
+                     "ALTER TABLE orders ADD COLUMN total_cents bigint;\n"
+                     "UPDATE orders SET total_cents = total * 100;\n");
+  auto run = c().MigrateInBackground({"apply", "--max-replica-lag", "300ms"}, "backfill.log");
+  ASSERT_TRUE(run.ok());
+  WaitForLog(**run, "backfill paused: replica 127.0.0.1:");
+  std::string rows_then =
+      c().Value(0, "SELECT backfill_rows FROM shardyard_migrations WHERE version = 2");
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_EQ(c().Value(0, "SELECT backfill_rows FROM shardyard_migrations WHERE version = 2"),
+            rows_then);
+  EXPECT_TRUE((*run)->Running());
+  ASSERT_TRUE(shardyard::testing::Exec(replica->get(), "SELECT pg_wal_replay_resume()").ok());
+  auto code = (*run)->Wait(seconds(60));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << (*run)->Log();
+  std::string log = (*run)->Log();
+  EXPECT_NE(log.find("backfill resumed"), std::string::npos) << log;
+  EXPECT_NE(log.find("backfilled 20000 rows of orders"), std::string::npos) << log;
+  EXPECT_EQ(c().Value(0, "SELECT count(*) FROM orders WHERE total_cents IS DISTINCT FROM total * 100"),
+            "0");
+  EXPECT_EQ(c().Value(0, "SELECT backfill_rows FROM shardyard_migrations WHERE version = 2"), "20000");
+}
+
 }  // namespace
 }  // namespace shardyard::migrate::testing
