@@ -128,6 +128,14 @@ void ClientSession::Shutdown(bool immediate) {
   });
 }
 
+void ClientSession::RearmClientTimers() {
+  if (pending_ready_ > 0 || unsynced_ || !logged_in_) return;
+  bool in_transaction = attached_ != nullptr && server_tx_ != TxStatus::kIdle;
+  Duration timeout = in_transaction ? config_->pool.idle_transaction_timeout
+                                    : config_->pool.client_idle_timeout;
+  if (timeout.count() > 0) WakeMain();
+}
+
 void ClientSession::WakeMain() {
   error_code ignored;
   socket_.cancel(ignored);
@@ -161,10 +169,10 @@ Task<> ClientSession::Run() {
       case absl::StatusCode::kUnauthenticated: reason = CloseReason::kClientAuthFailed; break;
       case absl::StatusCode::kResourceExhausted: reason = CloseReason::kTooManyClients; break;
       case absl::StatusCode::kAborted: reason = CloseReason::kCancelRequest; break;
-      case absl::StatusCode::kUnavailable: reason = CloseReason::kClientIoError; break;
       case absl::StatusCode::kInvalidArgument: reason = CloseReason::kClientProtocolError; break;
       default: break;
     }
+    if (client_io_failed_ || client_write_failed_) reason = CloseReason::kClientIoError;
     if (login_timed_out_) reason = CloseReason::kClientLoginTimeout;
     absl::Status error = reason == CloseReason::kCancelRequest ||
                                  reason == CloseReason::kClientIoError
@@ -191,6 +199,7 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
       WaitResult w = co_await WaitClient();
       if (w == WaitResult::kReadable) w = ReadClient();
       if (w == WaitResult::kReadable) continue;
+      client_io_failed_ = true;
       co_return absl::UnavailableError("client closed the connection during startup");
     }
     if (f.body.size() < 4) co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet");
@@ -330,6 +339,7 @@ Task<absl::Status> ClientSession::ReadPasswordPacket(std::string* body) {
     WaitResult w = co_await WaitClient();
     if (w == WaitResult::kReadable) w = ReadClient();
     if (w != WaitResult::kReadable) {
+      client_io_failed_ = true;
       co_return absl::UnavailableError("client closed the connection during authentication");
     }
   }
@@ -723,16 +733,29 @@ Task<> ClientSession::Pump() {
       }
       pump_buf_.CommitWrite(n);
     }
-    absl::Status st = scanner_.Scan(
-        pump_buf_.data(), [this](char type, std::string_view body) { OnServerMessage(type, body); });
+    cut_at_ = std::string::npos;
+    absl::Status st = scanner_.Scan(pump_buf_.data(), [this](char type, std::string_view body,
+                                                             size_t end) {
+      OnServerMessage(type, body, end);
+    });
     if (!st.ok()) {
       server->set_unusable();
       server_failed_ = st;
       WakeMain();
       break;
     }
-    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(pump_buf_.data()), kAwait);
+    std::string_view chunk = pump_buf_.data();
+    if (cut_at_ != std::string::npos) {
+      // Replace what follows (the ReadyForQuery) with the error that ends the session.
+      out_.assign(chunk.substr(0, cut_at_));
+      wire::AppendErrorResponse(server_failed_, &out_);
+      server_sent_fatal_ = true;
+      chunk = out_;
+    }
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()),
+                                                kAwait);
     pump_buf_.Clear();
+    if (cut_at_ != std::string::npos) out_.clear();
     if (wec) {
       if (!stopping_) {
         client_write_failed_ = true;
@@ -742,6 +765,7 @@ Task<> ClientSession::Pump() {
     }
     if (ReadyToRelease()) {
       ReleaseServer();
+      RearmClientTimers();
       break;
     }
     if (!server_failed_.ok()) {  // e.g. a transaction block in statement mode
@@ -752,13 +776,14 @@ Task<> ClientSession::Pump() {
         server_tx_ == TxStatus::kIdle) {
       WakeMain();  // session mode: the transaction is over, the client may go
     }
+    RearmClientTimers();
   }
   pump_buf_.ReleaseIfEmpty();
   pump_running_ = false;
   pump_done_.Set();
 }
 
-void ClientSession::OnServerMessage(char type, std::string_view body) {
+void ClientSession::OnServerMessage(char type, std::string_view body, size_t end) {
   switch (type) {
     case 'Z':
       if (pending_ready_ > 0) --pending_ready_;
@@ -772,6 +797,8 @@ void ClientSession::OnServerMessage(char type, std::string_view body) {
         server_failed_ = PgFatalStatus(absl::StatusCode::kFailedPrecondition,
                                        sqlstate::kFeatureNotSupported,
                                        "transaction blocks not allowed in statement pooling mode");
+        // The client must not see ReadyForQuery 'T' (a transaction it cannot keep).
+        if (end >= 6) cut_at_ = end - 6;
       }
       break;
     case 'S':

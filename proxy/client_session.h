@@ -66,7 +66,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void AdoptServerParams(ServerConn* server);
   void FailRequest(char type, const absl::Status& status);
   Task<> Pump();
-  void OnServerMessage(char type, std::string_view body);
+  void OnServerMessage(char type, std::string_view body, size_t end);
   bool ReadyToRelease() const;
   void ReleaseServer();
   Task<> Finish(CloseReason reason, const absl::Status& error);
@@ -77,6 +77,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<bool> WriteClient(std::string_view bytes);
   Task<bool> FlushOut();
   void WakeMain();
+  // The client just became idle (or idle in a transaction): if a timer applies to that state,
+  // wake the main loop so its wait picks the timer up.
+  void RearmClientTimers();
 
   Task<std::pair<ServerConn*, absl::Status>> AcquireServer();
 
@@ -115,6 +118,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Event pump_done_;
   wire::BackendScanner scanner_;
   wire::ByteBuffer pump_buf_;
+  size_t cut_at_ = std::string::npos;  // forward the current chunk only up to here
 
   Pool::Waiter waiter_;
   bool waiting_ = false;
@@ -129,6 +133,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   absl::Status close_error_;
   bool shutdown_now_ = false;
   bool client_write_failed_ = false;
+  bool client_io_failed_ = false;  // the client vanished during startup: nothing to tell it
 };
 
 }  // namespace shardyard::proxy

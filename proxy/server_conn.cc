@@ -328,7 +328,7 @@ Task<absl::Status> ServerConn::Drain(int ready_count) {
       }
       data = std::string_view(chunk.data(), n);
     }
-    absl::Status st = scanner.Scan(data, [&](char type, std::string_view body) {
+    absl::Status st = scanner.Scan(data, [&](char type, std::string_view body, size_t) {
       if (type == 'Z') {
         --ready_count;
         if (body.size() == 1) tx_status = static_cast<wire::be::TxStatus>(body[0]);

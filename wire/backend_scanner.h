@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "common/pg_error.h"
@@ -26,8 +27,9 @@ class BackendScanner {
     for (char t : interesting_types) interesting_.set(static_cast<uint8_t>(t));
   }
 
-  // Scans the next chunk of the stream, calling on_message(type, body) for each complete
-  // interesting message in order. `body` is valid only during the call.
+  // Scans the next chunk of the stream, calling on_message(type, body, end) for each complete
+  // interesting message in order; `end` is the offset in `chunk` just past the message. `body`
+  // is valid only during the call. A callback taking only (type, body) works too.
   template <typename OnMessage>
   absl::Status Scan(std::string_view chunk, OnMessage&& on_message);
 
@@ -59,6 +61,15 @@ class BackendScanner {
     return absl::OkStatus();
   }
 
+  template <typename OnMessage>
+  static void Deliver(OnMessage& on_message, char type, std::string_view body, size_t end) {
+    if constexpr (std::is_invocable_v<OnMessage&, char, std::string_view, size_t>) {
+      on_message(type, body, end);
+    } else {
+      on_message(type, body);
+    }
+  }
+
   std::bitset<256> interesting_;
   char header_[5] = {};
   size_t header_len_ = 0;  // header bytes held while a header is split across chunks
@@ -81,7 +92,7 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
       remaining_ -= take;
       if (remaining_ == 0 && capturing_) {
         capturing_ = false;
-        on_message(type_, std::string_view(capture_));
+        Deliver(on_message, type_, std::string_view(capture_), i);
       }
       continue;
     }
@@ -97,10 +108,10 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
         i += remaining_;
         remaining_ = 0;
         capturing_ = false;
-        on_message(type, body);
+        Deliver(on_message, type, body, i);
       } else if (remaining_ == 0 && capturing_) {
         capturing_ = false;
-        on_message(type, std::string_view());
+        Deliver(on_message, type, std::string_view(), i);
       }
       continue;
     }
@@ -114,7 +125,7 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
     if (auto st = StartMessage(header_[0], LoadBigEndian32(header_ + 1)); !st.ok()) return st;
     if (remaining_ == 0 && capturing_) {
       capturing_ = false;
-      on_message(type_, std::string_view());
+      Deliver(on_message, type_, std::string_view(), i);
     }
   }
   return absl::OkStatus();

@@ -26,7 +26,7 @@ std::vector<std::pair<char, std::string>> ScanInChunks(const std::string& stream
   std::vector<std::pair<char, std::string>> seen;
   for (size_t i = 0; i < stream.size(); i += step) {
     absl::Status st = scanner.Scan(std::string_view(stream).substr(i, step),
-                                   [&](char t, std::string_view b) { seen.emplace_back(t, b); });
+                                   [&](char t, std::string_view b, size_t) { seen.emplace_back(t, b); });
     EXPECT_TRUE(st.ok()) << st;
   }
   *at_boundary = scanner.AtBoundary();
@@ -48,28 +48,44 @@ TEST(BackendScannerTest, ReportsMidMessagePositions) {
   std::string stream = Encode(be::ReadyForQuery{be::TxStatus::kIdle});
   BackendScanner scanner("Z");
   int seen = 0;
-  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(0, 3), [&](char, std::string_view) {
-                       ++seen;
-                     }).ok());
+  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(0, 3),
+                           [&](char, std::string_view, size_t) { ++seen; })
+                  .ok());
   EXPECT_FALSE(scanner.AtBoundary());
-  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(3), [&](char, std::string_view) {
-                       ++seen;
-                     }).ok());
+  size_t end = 0;
+  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(3),
+                           [&](char, std::string_view, size_t e) {
+                             ++seen;
+                             end = e;
+                           })
+                  .ok());
+  EXPECT_EQ(end, 3u) << "the offset just past the message, in the chunk that completed it";
   EXPECT_TRUE(scanner.AtBoundary());
   EXPECT_EQ(seen, 1);
+}
+
+TEST(BackendScannerTest, EndOffsetsPointPastEachMessage) {
+  std::string stream;
+  Encode(be::CommandComplete{"BEGIN"}, &stream);
+  size_t rfq_at = stream.size();
+  Encode(be::ReadyForQuery{be::TxStatus::kInTransaction}, &stream);
+  BackendScanner scanner("CZ");
+  std::vector<size_t> ends;
+  ASSERT_TRUE(scanner.Scan(stream, [&](char, std::string_view, size_t e) { ends.push_back(e); }).ok());
+  EXPECT_EQ(ends, (std::vector<size_t>{rfq_at, stream.size()}));
 }
 
 TEST(BackendScannerTest, InvalidLengthIsAnError) {
   BackendScanner scanner("Z");
   EXPECT_FALSE(
-      scanner.Scan(std::string_view("D\0\0\0\x02", 5), [](char, std::string_view) {}).ok());
+      scanner.Scan(std::string_view("D\0\0\0\x02", 5), [](char, std::string_view, size_t) {}).ok());
 }
 
 TEST(BackendScannerTest, OversizedInterestingMessageIsAnError) {
   BackendScanner scanner("E");
   // An ErrorResponse claiming 512 MB.
   EXPECT_FALSE(
-      scanner.Scan(std::string_view("E\x20\0\0\0", 5), [](char, std::string_view) {}).ok());
+      scanner.Scan(std::string_view("E\x20\0\0\0", 5), [](char, std::string_view, size_t) {}).ok());
 }
 
 }  // namespace

@@ -1,0 +1,147 @@
+// CancelRequest through Shardyard: it stops the query of the client that sent it, within a
+// second, and never reaches a server connection serving another client.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tests/harness/shardyard.h"
+#include "wire/messages.h"
+
+namespace shardyard::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+class CancelTest : public ::testing::Test {
+ protected:
+  void StartWith(const std::string& pool_lines) {
+    auto pg = StartAppServer();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = *std::move(pg);
+    ConfigOptions o;
+    o.pool = pool_lines;
+    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
+    ASSERT_TRUE(sy.ok()) << sy.status();
+    sy_ = *std::move(sy);
+  }
+  PgConn Client() {
+    auto c = Connect(sy_->ConnInfo("app", "app", "secret"));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+  static bool SendCancel(PGconn* c) {
+    PGcancel* cancel = PQgetCancel(c);
+    char err[256];
+    bool ok = PQcancel(cancel, err, sizeof(err)) == 1;
+    PQfreeCancel(cancel);
+    return ok;
+  }
+  // Waits for the result of a query sent with PQsendQuery; returns its SQLSTATE ("" if none).
+  static std::string ResultState(PGconn* c) {
+    std::string state;
+    while (PGresult* r = PQgetResult(c)) {
+      if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) state = s;
+      PQclear(r);
+    }
+    return state;
+  }
+
+  std::unique_ptr<PgServer> pg_;
+  std::unique_ptr<Shardyard> sy_;
+};
+
+TEST_F(CancelTest, PgSleepIsCancelledWithinASecond) {
+  StartWith("  size: 2\n");
+  PgConn c = Client();
+  ASSERT_TRUE(PQsendQuery(c.get(), "SELECT pg_sleep(10)"));
+  std::this_thread::sleep_for(300ms);
+  auto cancelled_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(SendCancel(c.get()));
+  std::string state = ResultState(c.get());
+  EXPECT_EQ(state, "57014");
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, 1s);
+  EXPECT_EQ(*QueryValue(c.get(), "SELECT 'still usable'"), "still usable");
+}
+
+TEST_F(CancelTest, AConcurrentClientsQueryIsUntouched) {
+  StartWith("  size: 2\n");
+  PgConn victim = Client();
+  PgConn bystander = Client();
+  ASSERT_TRUE(PQsendQuery(victim.get(), "SELECT pg_sleep(10)"));
+  ASSERT_TRUE(PQsendQuery(bystander.get(), "SELECT pg_sleep(1.5), 'finished'"));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(SendCancel(victim.get()));
+  EXPECT_EQ(ResultState(victim.get()), "57014");
+  EXPECT_EQ(ResultState(bystander.get()), "") << "the other client's query completed normally";
+}
+
+TEST_F(CancelTest, LateCancelNeverHitsTheNextClientOfThatServerConnection) {
+  StartWith("  size: 1\n");  // both clients share one server connection
+  PgConn early = Client();
+  PgConn next = Client();
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_EQ(*QueryValue(early.get(), "SELECT 1"), "1");
+    // `early`'s query is over; its cancel races with `next` starting on the same backend.
+    std::thread canceller([&] { SendCancel(early.get()); });
+    ASSERT_TRUE(PQsendQuery(next.get(), "SELECT pg_sleep(0.05)"));
+    canceller.join();
+    EXPECT_EQ(ResultState(next.get()), "") << "round " << round;
+  }
+}
+
+TEST_F(CancelTest, CancelForAnIdleClientIsDropped) {
+  StartWith("  size: 1\n");
+  PgConn idle = Client();
+  PgConn busy = Client();
+  ASSERT_TRUE(PQsendQuery(busy.get(), "SELECT pg_sleep(0.5)"));
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(SendCancel(idle.get()));
+  EXPECT_EQ(ResultState(busy.get()), "");
+  EXPECT_EQ(*QueryValue(idle.get(), "SELECT 3"), "3");
+}
+
+TEST_F(CancelTest, CancelWhileWaitingForAServerConnectionFailsJustThatRequest) {
+  StartWith("  size: 1\n  query_wait_timeout: 30s\n");
+  PgConn holder = Client();
+  PgConn waiter = Client();
+  ASSERT_TRUE(Exec(holder.get(), "BEGIN; SELECT 1").ok());
+  ASSERT_TRUE(PQsendQuery(waiter.get(), "SELECT 'never ran'"));
+  std::this_thread::sleep_for(300ms);
+  auto cancelled_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(SendCancel(waiter.get()));
+  EXPECT_EQ(ResultState(waiter.get()), "57014");
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, 1s);
+  ASSERT_TRUE(Exec(holder.get(), "COMMIT").ok());
+  EXPECT_EQ(*QueryValue(waiter.get(), "SELECT 'ran'"), "ran");
+}
+
+TEST_F(CancelTest, CancelWithTheWrongKeyIsIgnored) {
+  StartWith("  size: 1\n");
+  PgConn c = Client();
+  ASSERT_TRUE(PQsendQuery(c.get(), "SELECT pg_sleep(0.7)"));
+  std::this_thread::sleep_for(100ms);
+  // Forge a CancelRequest for this client's process id with a wrong secret key.
+  PGcancel* real = PQgetCancel(c.get());
+  PQfreeCancel(real);
+  int pid = PQbackendPID(c.get());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(sy_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  std::string forged = wire::Encode(wire::fe::CancelRequest{pid, 12345});
+  ASSERT_EQ(write(fd, forged.data(), forged.size()), static_cast<ssize_t>(forged.size()));
+  close(fd);
+  EXPECT_EQ(ResultState(c.get()), "");
+}
+
+}  // namespace
+}  // namespace shardyard::testing

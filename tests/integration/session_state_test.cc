@@ -1,0 +1,253 @@
+// Session state across pooled connections: each client sees only its own settings, a vanished
+// client never leaves a dirty connection behind, and session/statement modes behave as documented.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "common/strings.h"
+#include "tests/harness/shardyard.h"
+
+namespace shardyard::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+class SessionStateTest : public ::testing::Test {
+ protected:
+  void StartWith(const std::string& pool_lines) {
+    auto pg = StartAppServer();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = *std::move(pg);
+    ConfigOptions o;
+    o.pool = pool_lines;
+    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
+    ASSERT_TRUE(sy.ok()) << sy.status();
+    sy_ = *std::move(sy);
+  }
+  PgConn Client(const std::string& extra = "") {
+    auto c = Connect(sy_->ConnInfo("app", "app", "secret", extra));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  // Runs `sql` in a forked child connected through Shardyard, then kills it with SIGKILL once
+  // the child says it is ready (after `sql` returned, or once `sql` started if `async`).
+  void RunAndKillChild(const std::string& sql, bool async) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    std::string conninfo = sy_->ConnInfo("app", "app", "secret");
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      PGconn* c = PQconnectdb(conninfo.c_str());
+      if (PQstatus(c) != CONNECTION_OK) _exit(1);
+      if (async) {
+        PQsendQuery(c, sql.c_str());
+        PQflush(c);
+      } else {
+        PGresult* r = PQexec(c, sql.c_str());
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) _exit(2);
+      }
+      (void)!write(ready[1], "r", 1);
+      pause();
+      _exit(0);
+    }
+    close(ready[1]);
+    char byte;
+    ASSERT_EQ(read(ready[0], &byte, 1), 1) << "the child could not run its SQL";
+    close(ready[0]);
+    if (async) std::this_thread::sleep_for(300ms);  // let the statement start on the server
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+  }
+
+  std::unique_ptr<PgServer> pg_;
+  std::unique_ptr<Shardyard> sy_;
+};
+
+TEST_F(SessionStateTest, EachClientSeesOnlyItsOwnSettings) {
+  StartWith("  size: 1\n");  // one server connection: both clients must share it
+  PgConn a = Client("application_name=alpha");
+  PgConn b = Client("application_name=beta");
+  ASSERT_TRUE(Exec(a.get(), "SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German'; "
+                            "SET application_name = 'alpha2'").ok());
+  EXPECT_STREQ(PQparameterStatus(a.get(), "TimeZone"), "Asia/Tokyo");
+  EXPECT_STREQ(PQparameterStatus(a.get(), "application_name"), "alpha2");
+
+  std::string backend_a = *QueryValue(a.get(), "SELECT pg_backend_pid()");
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT pg_backend_pid()"), backend_a) << "same server";
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW application_name"), "beta");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW TimeZone"), "Etc/UTC");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW DateStyle"), "ISO, MDY");
+  EXPECT_STREQ(PQparameterStatus(b.get(), "TimeZone"), "Etc/UTC");
+
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW TimeZone"), "Asia/Tokyo");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW DateStyle"), "German, DMY");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW application_name"), "alpha2");
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT to_char(timestamptz '2020-01-01 00:00Z', 'HH24')"), "09");
+  // What other sessions see in pg_stat_activity follows the client currently served.
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT application_name FROM pg_stat_activity "
+                                 "WHERE pid = pg_backend_pid()"),
+            "beta");
+}
+
+TEST_F(SessionStateTest, SetLocalIsUndoneAtCommitForEveryone) {
+  StartWith("  size: 1\n");
+  PgConn a = Client();
+  ASSERT_TRUE(Exec(a.get(), "BEGIN; SET LOCAL TimeZone = 'America/New_York'").ok());
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW TimeZone"), "America/New_York");
+  ASSERT_TRUE(Exec(a.get(), "COMMIT").ok());
+  EXPECT_STREQ(PQparameterStatus(a.get(), "TimeZone"), "Etc/UTC");
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW TimeZone"), "Etc/UTC");
+}
+
+TEST_F(SessionStateTest, StartupOptionsApplyToThatClientOnly) {
+  StartWith("  size: 1\n");
+  PgConn a = Client("options='-c statement_timeout=1234 -c search_path=pg_catalog'");
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW statement_timeout"), "1234ms");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW search_path"), "pg_catalog");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW statement_timeout"), "0");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW search_path"), "\"$user\", public");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW statement_timeout"), "1234ms");
+}
+
+TEST_F(SessionStateTest, InvalidStartupSettingIsRefusedLikePostgres) {
+  StartWith("  size: 1\n");
+  auto bad = Connect(sy_->ConnInfo("app", "app", "secret", "options='-c DateStyle=nonsense'"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("invalid value for parameter \"DateStyle\""));
+  PgConn ok = Client();
+  EXPECT_EQ(*QueryValue(ok.get(), "SHOW DateStyle"), "ISO, MDY");
+}
+
+TEST_F(SessionStateTest, KilledClientsLockIsReleasedAndNextClientGetsACleanConnection) {
+  StartWith("  size: 1\n");
+  RunAndKillChild(
+      "BEGIN; UPDATE items SET v = 'dirty' WHERE id = 1; SET TimeZone = 'Asia/Tokyo'; "
+      "SET application_name = 'killed'",
+      /*async=*/false);
+  auto killed_at = std::chrono::steady_clock::now();
+  PgConn next = Client();
+  ASSERT_TRUE(Exec(next.get(), "SET lock_timeout = '1s'").ok());
+  PgResult upd(PQexec(next.get(), "UPDATE items SET v = 'clean' WHERE id = 1"));
+  ASSERT_EQ(PQresultStatus(upd.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(upd.get());
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 1s) << "the row lock went away";
+  EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+  EXPECT_EQ(*QueryValue(next.get(), "SHOW TimeZone"), "Etc/UTC");
+  EXPECT_EQ(*QueryValue(next.get(), "SHOW application_name"), "");
+  EXPECT_EQ(*QueryValue(next.get(), "SELECT count(*) FROM items WHERE v = 'dirty'"), "0");
+  EXPECT_EQ(*QueryValue(next.get(), "SELECT txid_current_if_assigned() IS NULL"), "t");
+  EXPECT_EQ(CountBackends(*pg_, "app"), 1) << "the server connection was reused, not leaked";
+}
+
+TEST_F(SessionStateTest, ClientKilledDuringALongQueryIsCancelledAndRolledBack) {
+  StartWith("  size: 1\n");
+  RunAndKillChild("BEGIN; UPDATE items SET v = 'dirty' WHERE id = 2; SELECT pg_sleep(30)",
+                  /*async=*/true);
+  auto killed_at = std::chrono::steady_clock::now();
+  PgConn next = Client();
+  EXPECT_EQ(*QueryValue(next.get(), "SELECT v FROM items WHERE id = 2"), "item 2");
+  ASSERT_TRUE(Exec(next.get(), "SET lock_timeout = '2s'; UPDATE items SET v = 'x' WHERE id = 2").ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 2s);
+  EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+}
+
+TEST_F(SessionStateTest, ClientKilledDuringCopyInLeavesNoRowsAndACleanConnection) {
+  StartWith("  size: 1\n");
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  std::string conninfo = sy_->ConnInfo("app", "app", "secret");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    PGconn* c = PQconnectdb(conninfo.c_str());
+    PGresult* r = PQexec(c, "COPY items FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN) _exit(1);
+    std::string rows = "500\tfive hundred\n501\tfive hundred one\n";
+    PQputCopyData(c, rows.data(), static_cast<int>(rows.size()));
+    PQflush(c);
+    (void)!write(ready[1], "r", 1);
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  std::this_thread::sleep_for(200ms);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  PgConn next = Client();
+  EXPECT_EQ(*QueryValue(next.get(), "SELECT count(*) FROM items"), "10");
+  EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+}
+
+TEST_F(SessionStateTest, TerminateInsideATransactionRollsItBack) {
+  StartWith("  size: 1\n");
+  {
+    PgConn a = Client();
+    ASSERT_TRUE(Exec(a.get(), "BEGIN; UPDATE items SET v = 'uncommitted' WHERE id = 3").ok());
+  }  // PQfinish sends Terminate mid-transaction
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT v FROM items WHERE id = 3"), "item 3");
+  EXPECT_EQ(PQtransactionStatus(b.get()), PQTRANS_IDLE);
+}
+
+TEST_F(SessionStateTest, SessionModeResetsTheConnectionWithDiscardAll) {
+  StartWith("  size: 1\n  mode: session\n");
+  {
+    PgConn a = Client();
+    ASSERT_TRUE(Exec(a.get(), "CREATE TEMP TABLE scratch(x int); PREPARE p AS SELECT 1; "
+                              "SET application_name = 'leaky'; SET work_mem = '77MB'").ok());
+  }
+  std::this_thread::sleep_for(200ms);
+  PgConn b = Client();
+  PgResult t(PQexec(b.get(), "SELECT * FROM scratch"));
+  EXPECT_STREQ(PQresultErrorField(t.get(), PG_DIAG_SQLSTATE), "42P01");
+  PgResult p(PQexec(b.get(), "EXECUTE p"));
+  EXPECT_STREQ(PQresultErrorField(p.get(), PG_DIAG_SQLSTATE), "26000");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW application_name"), "");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+}
+
+TEST_F(SessionStateTest, SessionModeDeliversNotifications) {
+  StartWith("  size: 4\n  mode: session\n");
+  PgConn listener = Client();
+  PgConn sender = Client();
+  ASSERT_TRUE(Exec(listener.get(), "LISTEN jobs").ok());
+  ASSERT_TRUE(Exec(sender.get(), "NOTIFY jobs, 'payload-1'").ok());
+  PGnotify* n = nullptr;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (n == nullptr && std::chrono::steady_clock::now() < deadline) {
+    PQconsumeInput(listener.get());
+    n = PQnotifies(listener.get());
+    if (n == nullptr) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_NE(n, nullptr);
+  EXPECT_STREQ(n->relname, "jobs");
+  EXPECT_STREQ(n->extra, "payload-1");
+  PQfreemem(n);
+}
+
+TEST_F(SessionStateTest, StatementModeRejectsTransactionBlocks) {
+  StartWith("  size: 2\n  mode: statement\n");
+  PgConn a = Client();
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT 5"), "5");
+  PgResult begin(PQexec(a.get(), "BEGIN"));
+  EXPECT_THAT(std::string(PQerrorMessage(a.get())),
+              HasSubstr("transaction blocks not allowed in statement pooling mode"));
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT 6"), "6");
+  EXPECT_EQ(PQtransactionStatus(b.get()), PQTRANS_IDLE);
+}
+
+}  // namespace
+}  // namespace shardyard::testing
