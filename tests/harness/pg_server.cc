@@ -123,7 +123,7 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::StartReplica(const PgServer&
   s->data_dir_ = s->dir_ + "/data";
   if (auto st = Run({PgBinDir() + "/pg_basebackup", "-h", "127.0.0.1", "-p",
                      std::to_string(primary.port()), "-U", "postgres", "-D", s->data_dir_, "-R",
-                     "-X", "stream", "--no-sync"});
+                     "-X", "stream", "--checkpoint=fast", "--no-sync"});
       !st.ok()) {
     return st;
   }
