@@ -802,6 +802,7 @@ class Command {
       outcome.shard = shard;
       outcome.endpoint = state.target.endpoint;
       outcome.from = CurrentLabel(state);
+      outcome.to = outcome.from;
       Clock::time_point start = Clock::now();
       ShardRunner runner(state.target, settings_, reporter_, stop, coordinator);
       absl::Status st = runner.Connect();

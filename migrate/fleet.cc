@@ -76,11 +76,11 @@ int ExitCodeFor(const std::vector<ShardOutcome>& outcomes) {
 }
 
 std::string SummaryTable(const std::vector<ShardOutcome>& outcomes) {
-  std::string out = absl::StrFormat("%-6s %-22s %-12s %-8s %-8s %-10s %-9s %-8s %-10s %s\n",
+  std::string out = absl::StrFormat("%-6s %-22s %-12s %-24s %-24s %-10s %-9s %-8s %-10s %s\n",
                                     "shard", "endpoint", "result", "from", "to", "migrations",
                                     "elapsed", "retries", "rows", "note");
   for (const ShardOutcome& o : outcomes) {
-    out += absl::StrFormat("%-6d %-22s %-12s %-8s %-8s %-10d %-9s %-8d %-10d %s\n", o.shard,
+    out += absl::StrFormat("%-6d %-22s %-12s %-24s %-24s %-10d %-9s %-8d %-10d %s\n", o.shard,
                            o.endpoint, ShardResultName(o.result), o.from.empty() ? "-" : o.from,
                            o.to.empty() ? "-" : o.to, o.migrations, FormatElapsed(o.elapsed),
                            o.retries, o.rows_backfilled, o.error);

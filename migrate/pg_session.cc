@@ -118,7 +118,9 @@ absl::StatusOr<Rows> PgSession::Collect(void* raw) {
       return PgErrorStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
                            m.empty() ? message : m);
     }
-    return PgErrorStatus(absl::StatusCode::kFailedPrecondition, sqlstate, message, detail, hint);
+    // The detail often says what to fix ("Key (v)=(1) is duplicated."), so it is shown too.
+    std::string shown = detail.empty() ? message : Cat(message, " (", detail, ")");
+    return PgErrorStatus(absl::StatusCode::kFailedPrecondition, sqlstate, shown, detail, hint);
   }
   Rows rows;
   int n = PQntuples(result), cols = PQnfields(result);

@@ -41,9 +41,13 @@ void AddStatement(Step* step, const sql::Statement& st, const StatementFacts& fa
   step->sql.push_back(std::move(sql));
   step->lines.push_back(st.line);
   step->summaries.push_back(facts.summary);
-  step->lock = std::max(step->lock, facts.strongest);
   step->locks_unknown = step->locks_unknown || facts.locks_unknown;
+  step->lock = LockMode::kNone;
   for (const RelationLock& l : facts.locks) {
+    // A relation created earlier in the same step is invisible to other sessions until commit.
+    bool created_here = std::any_of(step->created.begin(), step->created.end(),
+                                    [&](const std::string& c) { return SameRelation(c, l.relation); });
+    if (created_here) continue;
     auto it = std::find_if(step->locks.begin(), step->locks.end(),
                            [&](const RelationLock& x) { return x.relation == l.relation; });
     if (it == step->locks.end()) {
@@ -52,6 +56,9 @@ void AddStatement(Step* step, const sql::Statement& st, const StatementFacts& fa
       it->mode = std::max(it->mode, l.mode);
     }
   }
+  for (const RelationLock& l : step->locks) step->lock = std::max(step->lock, l.mode);
+  step->created.insert(step->created.end(), facts.created_relations.begin(),
+                       facts.created_relations.end());
 }
 
 int MaxParamNumber(const sql::Node& tree) {

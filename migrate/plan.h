@@ -36,6 +36,7 @@ struct Step {
   std::string index_name;   // concurrent index steps
   std::string index_table;  // CREATE INDEX CONCURRENTLY / REINDEX TABLE CONCURRENTLY
   std::optional<BackfillDirective> backfill;
+  std::vector<std::string> created;  // relations its statements create
 
   // One line: "ALTER TABLE orders ADD COLUMN note text" or "3 statements".
   std::string Summary() const;
