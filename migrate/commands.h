@@ -39,11 +39,14 @@ struct CliOptions {
   Duration lock_ttl = std::chrono::seconds(30);
 };
 
-// Parses argv (without the program name). InvalidArgument explains what is wrong.
-absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args);
+// Parses argv (without the program name). InvalidArgument explains what is
+// wrong.
+absl::StatusOr<CliOptions> ParseCommandLine(
+    const std::vector<std::string>& args);
 std::string UsageText();
 
-// Runs the command; returns the process exit code. Output goes to `out`, problems to `err`.
+// Runs the command; returns the process exit code. Output goes to `out`,
+// problems to `err`.
 int RunCommand(const CliOptions& options, std::FILE* out, std::FILE* err);
 
 }  // namespace shardyard::migrate

@@ -1,4 +1,5 @@
-// The seam between the runner and the Shardyard proxy, for steps that need traffic coordination.
+// The seam between the runner and the Shardyard proxy, for steps that need
+// traffic coordination.
 #pragma once
 
 #include <cstdint>
@@ -20,22 +21,27 @@ struct StepContext {
   bool rollback = false;
 };
 
-// Contract: the runner calls BeforeStep before every attempt of a step and AfterStep after it,
-// with the step's lock levels known (Step::lock, Step::locks). A proxy-backed implementation
-// can, for example, hold new queries on the tables of an ACCESS EXCLUSIVE step for the length of
-// the attempt, and refresh pooled server connections after DDL. An error from BeforeStep fails
-// the attempt as a lock timeout would (it is retried until the deadline).
+// Contract: the runner calls BeforeStep before every attempt of a step and
+// AfterStep after it, with the step's lock levels known (Step::lock,
+// Step::locks). A proxy-backed implementation can, for example, hold new
+// queries on the tables of an ACCESS EXCLUSIVE step for the length of the
+// attempt, and refresh pooled server connections after DDL. An error from
+// BeforeStep fails the attempt as a lock timeout would (it is retried until the
+// deadline).
 class TrafficCoordinator {
  public:
   virtual ~TrafficCoordinator() = default;
   virtual absl::Status BeforeStep(const StepContext& context) = 0;
-  virtual void AfterStep(const StepContext& context, const absl::Status& result) = 0;
+  virtual void AfterStep(const StepContext& context,
+                         const absl::Status& result) = 0;
 };
 
 // Used until the proxy offers coordination: the shards are reached directly.
 class NoTrafficCoordination final : public TrafficCoordinator {
  public:
-  absl::Status BeforeStep(const StepContext&) override { return absl::OkStatus(); }
+  absl::Status BeforeStep(const StepContext&) override {
+    return absl::OkStatus();
+  }
   void AfterStep(const StepContext&, const absl::Status&) override {}
 };
 

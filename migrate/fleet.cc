@@ -1,4 +1,5 @@
-// Canary-then-parallel scheduling with threads; each shard's job runs entirely on one thread.
+// Canary-then-parallel scheduling with threads; each shard's job runs entirely
+// on one thread.
 #include "migrate/fleet.h"
 
 #include <algorithm>
@@ -12,11 +13,16 @@ namespace shardyard::migrate {
 
 std::string_view ShardResultName(ShardResult result) {
   switch (result) {
-    case ShardResult::kNotStarted: return "not started";
-    case ShardResult::kDone: return "done";
-    case ShardResult::kFailed: return "FAILED";
-    case ShardResult::kStopped: return "stopped";
-    case ShardResult::kGaveUp: return "gave up";
+    case ShardResult::kNotStarted:
+      return "not started";
+    case ShardResult::kDone:
+      return "done";
+    case ShardResult::kFailed:
+      return "FAILED";
+    case ShardResult::kStopped:
+      return "stopped";
+    case ShardResult::kGaveUp:
+      return "gave up";
   }
   return "?";
 }
@@ -35,11 +41,13 @@ void RunWave(const std::vector<int>& shards, int parallel,
       int shard = shards[i];
       ShardOutcome outcome = job(shard);
       if (outcome.result != ShardResult::kDone) stop.FleetFailed();
-      size_t slot = static_cast<size_t>(std::find(all.begin(), all.end(), shard) - all.begin());
+      size_t slot = static_cast<size_t>(
+          std::find(all.begin(), all.end(), shard) - all.begin());
       (*outcomes)[slot] = std::move(outcome);
     }
   };
-  int threads = std::max(1, std::min<int>(parallel, static_cast<int>(shards.size())));
+  int threads =
+      std::max(1, std::min<int>(parallel, static_cast<int>(shards.size())));
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
   for (std::thread& t : pool) t.join();
@@ -51,13 +59,15 @@ std::vector<ShardOutcome> RunFleet(const FleetOrder& order,
                                    const std::function<ShardOutcome(int)>& job,
                                    StopSignal& stop) {
   std::vector<ShardOutcome> outcomes(order.shards.size());
-  for (size_t i = 0; i < order.shards.size(); ++i) outcomes[i].shard = order.shards[i];
-  size_t canaries = std::min<size_t>(static_cast<size_t>(std::max(order.canary, 0)),
-                                     order.shards.size());
+  for (size_t i = 0; i < order.shards.size(); ++i)
+    outcomes[i].shard = order.shards[i];
+  size_t canaries = std::min<size_t>(
+      static_cast<size_t>(std::max(order.canary, 0)), order.shards.size());
   std::vector<int> first(order.shards.begin(), order.shards.begin() + canaries);
   std::vector<int> rest(order.shards.begin() + canaries, order.shards.end());
   RunWave(first, order.parallel, job, stop, &outcomes, order.shards);
-  if (!stop.ShouldStop()) RunWave(rest, order.parallel, job, stop, &outcomes, order.shards);
+  if (!stop.ShouldStop())
+    RunWave(rest, order.parallel, job, stop, &outcomes, order.shards);
   return outcomes;
 }
 
@@ -76,14 +86,16 @@ int ExitCodeFor(const std::vector<ShardOutcome>& outcomes) {
 }
 
 std::string SummaryTable(const std::vector<ShardOutcome>& outcomes) {
-  std::string out = absl::StrFormat("%-6s %-22s %-12s %-24s %-24s %-10s %-9s %-8s %-10s %s\n",
-                                    "shard", "endpoint", "result", "from", "to", "migrations",
-                                    "elapsed", "retries", "rows", "note");
+  std::string out =
+      absl::StrFormat("%-6s %-22s %-12s %-24s %-24s %-10s %-9s %-8s %-10s %s\n",
+                      "shard", "endpoint", "result", "from", "to", "migrations",
+                      "elapsed", "retries", "rows", "note");
   for (const ShardOutcome& o : outcomes) {
-    out += absl::StrFormat("%-6d %-22s %-12s %-24s %-24s %-10d %-9s %-8d %-10d %s\n", o.shard,
-                           o.endpoint, ShardResultName(o.result), o.from.empty() ? "-" : o.from,
-                           o.to.empty() ? "-" : o.to, o.migrations, FormatElapsed(o.elapsed),
-                           o.retries, o.rows_backfilled, o.error);
+    out += absl::StrFormat(
+        "%-6d %-22s %-12s %-24s %-24s %-10d %-9s %-8d %-10d %s\n", o.shard,
+        o.endpoint, ShardResultName(o.result), o.from.empty() ? "-" : o.from,
+        o.to.empty() ? "-" : o.to, o.migrations, FormatElapsed(o.elapsed),
+        o.retries, o.rows_backfilled, o.error);
   }
   return out;
 }

@@ -1,4 +1,5 @@
-// Static checks of a migration script for statements that block application traffic or break it.
+// Static checks of a migration script for statements that block application
+// traffic or break it.
 #pragma once
 
 #include <string>
@@ -24,12 +25,16 @@ struct Finding {
   bool operator==(const Finding&) const = default;
 };
 
-// Lints `script`. `earlier` are the scripts of earlier migrations, in order; a SET NOT NULL is
-// safe when one of them (or this script, before it) validated a CHECK (col IS NOT NULL).
-std::vector<Finding> Lint(const Script& script, const std::vector<const Script*>& earlier = {});
+// Lints `script`. `earlier` are the scripts of earlier migrations, in order; a
+// SET NOT NULL is safe when one of them (or this script, before it) validated a
+// CHECK (col IS NOT NULL).
+std::vector<Finding> Lint(const Script& script,
+                          const std::vector<const Script*>& earlier = {});
 
-// The findings not accepted by the script's `allow` directive or by `allowed` (--allow).
-std::vector<Finding> Unallowed(const std::vector<Finding>& findings, const Script& script,
+// The findings not accepted by the script's `allow` directive or by `allowed`
+// (--allow).
+std::vector<Finding> Unallowed(const std::vector<Finding>& findings,
+                               const Script& script,
                                const std::vector<std::string>& allowed);
 
 }  // namespace shardyard::migrate

@@ -1,4 +1,5 @@
-// shardyard-migrate's entry point: signals, argument parsing, and the exit code.
+// shardyard-migrate's entry point: signals, argument parsing, and the exit
+// code.
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,10 +12,12 @@
 
 namespace {
 
-// First Ctrl-C: stop cleanly between steps. Second: leave now; a re-run resumes.
+// First Ctrl-C: stop cleanly between steps. Second: leave now; a re-run
+// resumes.
 void OnSignal(int) {
   shardyard::migrate::StopSignal::OnSignal();
-  if (shardyard::migrate::StopSignal::SignalCount() >= 2) _exit(shardyard::migrate::kExitFailed);
+  if (shardyard::migrate::StopSignal::SignalCount() >= 2)
+    _exit(shardyard::migrate::kExitFailed);
 }
 
 }  // namespace
@@ -30,7 +33,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   auto options = shardyard::migrate::ParseCommandLine(args);
   if (!options.ok()) {
-    std::fprintf(stderr, "shardyard-migrate: %s\n\n%s", std::string(options.status().message()).c_str(),
+    std::fprintf(stderr, "shardyard-migrate: %s\n\n%s",
+                 std::string(options.status().message()).c_str(),
                  shardyard::migrate::UsageText().c_str());
     return shardyard::migrate::kExitUsage;
   }

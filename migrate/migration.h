@@ -1,4 +1,5 @@
-// Migration files on disk: NNNN_name.sql / NNNN_name.down.sql, their directives and checksums.
+// Migration files on disk: NNNN_name.sql / NNNN_name.down.sql, their directives
+// and checksums.
 #pragma once
 
 #include <cstdint>
@@ -28,15 +29,17 @@ struct Directives {
   std::optional<Duration> lock_timeout;
   std::optional<Duration> statement_timeout;
   std::optional<BackfillDirective> backfill;
-  std::vector<std::string> allow;  // lint rules this file accepts (`-- shardyard: allow RULE,...`)
+  std::vector<std::string>
+      allow;  // lint rules this file accepts (`-- shardyard: allow RULE,...`)
   bool operator==(const Directives&) const = default;
 };
 
-// Reads the directives of a script; an unknown or malformed directive, or one placed after the
-// first statement, is an error naming its line.
+// Reads the directives of a script; an unknown or malformed directive, or one
+// placed after the first statement, is an error naming its line.
 absl::StatusOr<Directives> ParseDirectives(std::string_view text);
 
-// "0007_add_orders.sql" → {7, "add_orders", false}; "0007_add_orders.down.sql" → {..., true}.
+// "0007_add_orders.sql" → {7, "add_orders", false}; "0007_add_orders.down.sql"
+// → {..., true}.
 struct FileName {
   int64_t version = 0;
   std::string name;
@@ -69,14 +72,18 @@ struct Migration {
   std::string label;
 };
 
-// Every migration in `dir`, by version. Other files are ignored, but a .sql file that does not
-// follow the naming scheme, a duplicate version or a down file without its up file is an error.
+// Every migration in `dir`, by version. Other files are ignored, but a .sql
+// file that does not follow the naming scheme, a duplicate version or a down
+// file without its up file is an error.
 absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir);
 
-// Writes NNNN_name.sql and NNNN_name.down.sql with the next version; returns the up file's path.
-absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir, std::string_view name);
+// Writes NNNN_name.sql and NNNN_name.down.sql with the next version; returns
+// the up file's path.
+absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir,
+                                                 std::string_view name);
 
-// "0007" style label of a version, as wide as the files use (at least four digits).
+// "0007" style label of a version, as wide as the files use (at least four
+// digits).
 std::string FormatVersion(int64_t version);
 
 }  // namespace shardyard::migrate

@@ -1,4 +1,5 @@
-// One synchronous libpq connection to a shard, with errors as absl::Status carrying the SQLSTATE.
+// One synchronous libpq connection to a shard, with errors as absl::Status
+// carrying the SQLSTATE.
 #pragma once
 
 #include <chrono>
@@ -32,7 +33,8 @@ struct Rows {
   bool IsNull(size_t row, size_t column) const;
 };
 
-// The SQLSTATE of a failed statement ("" when the failure did not come from the server).
+// The SQLSTATE of a failed statement ("" when the failure did not come from the
+// server).
 std::string SqlStateOf(const absl::Status& status);
 // Whether the connection itself failed (not just the statement).
 bool IsConnectionError(const absl::Status& status);
@@ -40,10 +42,12 @@ bool IsConnectionError(const absl::Status& status);
 // Builds a libpq connection string, quoting every value.
 std::string BuildConninfo(const std::map<std::string, std::string>& params);
 
-// Contract: one thread uses a session at a time, except Cancel(), which any thread may call.
+// Contract: one thread uses a session at a time, except Cancel(), which any
+// thread may call.
 class PgSession {
  public:
-  static absl::StatusOr<std::unique_ptr<PgSession>> Connect(const std::string& conninfo);
+  static absl::StatusOr<std::unique_ptr<PgSession>> Connect(
+      const std::string& conninfo);
   ~PgSession();
   PgSession(const PgSession&) = delete;
   PgSession& operator=(const PgSession&) = delete;
@@ -51,10 +55,12 @@ class PgSession {
   // Runs SQL with the simple query protocol (as psql would).
   absl::StatusOr<Rows> Exec(std::string_view sql);
   // Runs one statement with text parameters (extended protocol).
-  absl::StatusOr<Rows> ExecParams(std::string_view sql, const std::vector<Param>& params);
+  absl::StatusOr<Rows> ExecParams(std::string_view sql,
+                                  const std::vector<Param>& params);
   absl::Status Run(std::string_view sql) { return Exec(sql).status(); }
 
-  // Asks the server to cancel the statement now running on this session, if any.
+  // Asks the server to cancel the statement now running on this session, if
+  // any.
   void Cancel();
   // Whether the connection is gone (a new session is needed).
   bool Broken() const;

@@ -1,4 +1,5 @@
-// Line-atomic progress output, elapsed-time formatting and the process-wide stop flag.
+// Line-atomic progress output, elapsed-time formatting and the process-wide
+// stop flag.
 #include "migrate/progress.h"
 
 #include <thread>
@@ -35,7 +36,8 @@ bool StopSignal::SleepFor(Duration d) const {
     if (interrupted()) return false;
     auto now = std::chrono::steady_clock::now();
     if (now >= end) return true;
-    std::this_thread::sleep_for(std::min<Duration>(end - now, std::chrono::milliseconds(50)));
+    std::this_thread::sleep_for(
+        std::min<Duration>(end - now, std::chrono::milliseconds(50)));
   }
 }
 

@@ -1,4 +1,5 @@
-// Progress output shared by shard threads, and the stop flag that Ctrl-C and failures raise.
+// Progress output shared by shard threads, and the stop flag that Ctrl-C and
+// failures raise.
 #pragma once
 
 #include <atomic>
@@ -26,8 +27,9 @@ class Reporter {
 // "0.4s", "12.0s", "3m05s", "1h02m".
 std::string FormatElapsed(Duration d);
 
-// Raised by SIGINT/SIGTERM (between steps, runs stop cleanly) and by the first shard failure
-// (no new shard starts; shards in flight stop after their current step).
+// Raised by SIGINT/SIGTERM (between steps, runs stop cleanly) and by the first
+// shard failure (no new shard starts; shards in flight stop after their current
+// step).
 class StopSignal {
  public:
   // Counts SIGINT/SIGTERM; safe to call from a signal handler.
@@ -38,8 +40,8 @@ class StopSignal {
   bool fleet_failed() const { return fleet_failed_.load(); }
   bool interrupted() const { return SignalCount() > 0; }
   bool ShouldStop() const { return interrupted() || fleet_failed(); }
-  // Sleeps for `d`; returns false early on Ctrl-C (a failure elsewhere lets the current step
-  // finish, so it does not cut sleeps short).
+  // Sleeps for `d`; returns false early on Ctrl-C (a failure elsewhere lets the
+  // current step finish, so it does not cut sleeps short).
   bool SleepFor(Duration d) const;
 
  private:

@@ -1,4 +1,5 @@
-// Runs migration steps on one shard: bounded lock waits with retry, concurrent index care, backfill.
+// Runs migration steps on one shard: bounded lock waits with retry, concurrent
+// index care, backfill.
 #pragma once
 
 #include <chrono>
@@ -37,18 +38,21 @@ struct ShardTarget {
   std::vector<std::string> replica_conninfos;
 };
 
-// Contract: one thread drives a ShardRunner. Every method returns OK, Cancelled (stopped between
-// steps by Ctrl-C or a failure elsewhere; resumable), Aborted (gave up on lock contention after
-// the retry deadline; resumable) or another error (the step failed; recorded as failed).
+// Contract: one thread drives a ShardRunner. Every method returns OK, Cancelled
+// (stopped between steps by Ctrl-C or a failure elsewhere; resumable), Aborted
+// (gave up on lock contention after the retry deadline; resumable) or another
+// error (the step failed; recorded as failed).
 class ShardRunner {
  public:
-  ShardRunner(ShardTarget target, const RunSettings& settings, Reporter& reporter,
-              const StopSignal& stop, TrafficCoordinator& coordinator);
+  ShardRunner(ShardTarget target, const RunSettings& settings,
+              Reporter& reporter, const StopSignal& stop,
+              TrafficCoordinator& coordinator);
 
   absl::Status Connect();
   PgSession& session() { return *session_; }
 
-  // Runs the steps of `migration` not yet done; `existing` is its state row, if any.
+  // Runs the steps of `migration` not yet done; `existing` is its state row, if
+  // any.
   absl::Status Apply(const Migration& migration, const MigrationPlan& plan,
                      const StateRow* existing);
   // Runs the down file's steps not yet done, then deletes the state row.
@@ -68,23 +72,32 @@ class ShardRunner {
     std::chrono::steady_clock::time_point step_start;
   };
 
-  absl::Status RunSteps(const Migration& migration, const MigrationPlan& plan, int first_step,
-                        bool rollback, const StateRow* existing);
-  absl::Status RunStep(const Step& step, const Recorder& record, const StateRow* existing);
-  // BEGIN; SET LOCAL lock_timeout/statement_timeout; body; COMMIT (ROLLBACK if body fails).
-  absl::Status InTransaction(Duration statement_timeout, const std::function<absl::Status()>& body);
+  absl::Status RunSteps(const Migration& migration, const MigrationPlan& plan,
+                        int first_step, bool rollback,
+                        const StateRow* existing);
+  absl::Status RunStep(const Step& step, const Recorder& record,
+                       const StateRow* existing);
+  // BEGIN; SET LOCAL lock_timeout/statement_timeout; body; COMMIT (ROLLBACK if
+  // body fails).
+  absl::Status InTransaction(Duration statement_timeout,
+                             const std::function<absl::Status()>& body);
   absl::Status RunInTransaction(const Step& step, Duration statement_timeout,
                                 const Recorder& record);
   absl::Status RunOutsideTransaction(const Step& step, const Recorder& record);
   absl::Status RunConcurrentIndexStep(const Step& step, const Recorder& record);
-  absl::Status RunBackfill(const Step& step, const Recorder& record, const StateRow* existing);
+  absl::Status RunBackfill(const Step& step, const Recorder& record,
+                           const StateRow* existing);
 
-  // Calls `attempt` until it does not fail on a lock (lock_timeout, deadlock), backing off with
-  // jitter, until the lock retry deadline.
-  absl::Status WithLockRetry(const Step& step, const std::function<absl::Status()>& attempt);
-  absl::Status Attempt(const Step& step, const std::function<absl::Status()>& body);
-  absl::Status SetSessionTimeouts(Duration lock_timeout, Duration statement_timeout);
-  // Waits while a replica of this shard lags more than the limit; false if stopped meanwhile.
+  // Calls `attempt` until it does not fail on a lock (lock_timeout, deadlock),
+  // backing off with jitter, until the lock retry deadline.
+  absl::Status WithLockRetry(const Step& step,
+                             const std::function<absl::Status()>& attempt);
+  absl::Status Attempt(const Step& step,
+                       const std::function<absl::Status()>& body);
+  absl::Status SetSessionTimeouts(Duration lock_timeout,
+                                  Duration statement_timeout);
+  // Waits while a replica of this shard lags more than the limit; false if
+  // stopped meanwhile.
   bool WaitForReplicas();
 
   void Say(std::string_view text);
@@ -106,7 +119,8 @@ class ShardRunner {
 
 // Whether a failure is lock contention that a retry may get past.
 bool IsLockContention(const absl::Status& status);
-// "schema"."name" from a name as the parse tree spells it ("schema.name" or "name").
+// "schema"."name" from a name as the parse tree spells it ("schema.name" or
+// "name").
 std::string QuoteQualified(std::string_view name);
 
 }  // namespace shardyard::migrate

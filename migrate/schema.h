@@ -1,4 +1,5 @@
-// A shard's schema as sorted, comparable lines, for `verify` (tables, columns, indexes, constraints).
+// A shard's schema as sorted, comparable lines, for `verify` (tables, columns,
+// indexes, constraints).
 #pragma once
 
 #include <string>
@@ -9,8 +10,9 @@
 
 namespace shardyard::migrate {
 
-// One line per object, e.g. "column public.orders.total: bigint NOT NULL DEFAULT 0", sorted.
-// System schemas and Shardyard's own state tables are left out.
+// One line per object, e.g. "column public.orders.total: bigint NOT NULL
+// DEFAULT 0", sorted. System schemas and Shardyard's own state tables are left
+// out.
 absl::StatusOr<std::vector<std::string>> SnapshotSchema(PgSession& session);
 
 struct SchemaDiff {

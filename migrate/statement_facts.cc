@@ -1,4 +1,5 @@
-// Maps parse trees to PostgreSQL's documented lock levels (sql-altertable.html, explicit-locking.html).
+// Maps parse trees to PostgreSQL's documented lock levels (sql-altertable.html,
+// explicit-locking.html).
 #include "migrate/statement_facts.h"
 
 #include <algorithm>
@@ -9,15 +10,24 @@ namespace shardyard::migrate {
 
 std::string_view LockModeName(LockMode mode) {
   switch (mode) {
-    case LockMode::kNone: return "none";
-    case LockMode::kAccessShare: return "ACCESS SHARE";
-    case LockMode::kRowShare: return "ROW SHARE";
-    case LockMode::kRowExclusive: return "ROW EXCLUSIVE";
-    case LockMode::kShareUpdateExclusive: return "SHARE UPDATE EXCLUSIVE";
-    case LockMode::kShare: return "SHARE";
-    case LockMode::kShareRowExclusive: return "SHARE ROW EXCLUSIVE";
-    case LockMode::kExclusive: return "EXCLUSIVE";
-    case LockMode::kAccessExclusive: return "ACCESS EXCLUSIVE";
+    case LockMode::kNone:
+      return "none";
+    case LockMode::kAccessShare:
+      return "ACCESS SHARE";
+    case LockMode::kRowShare:
+      return "ROW SHARE";
+    case LockMode::kRowExclusive:
+      return "ROW EXCLUSIVE";
+    case LockMode::kShareUpdateExclusive:
+      return "SHARE UPDATE EXCLUSIVE";
+    case LockMode::kShare:
+      return "SHARE";
+    case LockMode::kShareRowExclusive:
+      return "SHARE ROW EXCLUSIVE";
+    case LockMode::kExclusive:
+      return "EXCLUSIVE";
+    case LockMode::kAccessExclusive:
+      return "ACCESS EXCLUSIVE";
   }
   return "?";
 }
@@ -43,7 +53,8 @@ namespace {
 
 using sql::Node;
 
-// A dotted name from a List node's body ({"items": [{"String": ...}, ...]}), e.g. DropStmt objects.
+// A dotted name from a List node's body ({"items": [{"String": ...}, ...]}),
+// e.g. DropStmt objects.
 std::string NameFromList(const Node& list) {
   std::vector<std::string> parts;
   for (const Node& item : list["items"].items()) {
@@ -91,7 +102,8 @@ class Analyzer {
     f_->locks.push_back({std::move(relation), mode});
   }
 
-  // The lock one ALTER TABLE subcommand takes on its table (sql-altertable.html).
+  // The lock one ALTER TABLE subcommand takes on its table
+  // (sql-altertable.html).
   static LockMode AlterTableCmdLock(const Node& cmd) {
     std::string_view subtype = cmd["subtype"].Str();
     if (subtype == "AT_SetStatistics" || subtype == "AT_SetOptions" ||
@@ -101,10 +113,12 @@ class Analyzer {
         subtype == "AT_AttachPartition") {
       return LockMode::kShareUpdateExclusive;
     }
-    if (subtype == "AT_DetachPartition" && cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
+    if (subtype == "AT_DetachPartition" &&
+        cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
       return LockMode::kShareUpdateExclusive;
     }
-    if (subtype.starts_with("AT_EnableTrig") || subtype.starts_with("AT_DisableTrig") ||
+    if (subtype.starts_with("AT_EnableTrig") ||
+        subtype.starts_with("AT_DisableTrig") ||
         subtype == "AT_EnableAlwaysTrig" || subtype == "AT_EnableReplicaTrig") {
       return LockMode::kShareRowExclusive;
     }
@@ -133,12 +147,14 @@ class Analyzer {
         if (cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
           f_->execution = Execution::kOutsideTransaction;
         }
-        Lock(RangeVarName(cmd["def"]["PartitionCmd"]["name"]), LockMode::kAccessExclusive);
+        Lock(RangeVarName(cmd["def"]["PartitionCmd"]["name"]),
+             LockMode::kAccessExclusive);
       }
       // A new column's REFERENCES also locks the referenced table.
       for (const Node& c : cmd["def"]["ColumnDef"]["constraints"].items()) {
         if (c["Constraint"]["contype"].Str() == "CONSTR_FOREIGN") {
-          Lock(RangeVarName(c["Constraint"]["pktable"]), LockMode::kShareRowExclusive);
+          Lock(RangeVarName(c["Constraint"]["pktable"]),
+               LockMode::kShareRowExclusive);
         }
       }
     }
@@ -152,9 +168,9 @@ class Analyzer {
       }
     });
     for (const Node& parent : body["inhRelations"].items()) {
-      Lock(RangeVarName(parent["RangeVar"]), body.Has("partbound")
-                                                 ? LockMode::kAccessExclusive
-                                                 : LockMode::kShareUpdateExclusive);
+      Lock(RangeVarName(parent["RangeVar"]),
+           body.Has("partbound") ? LockMode::kAccessExclusive
+                                 : LockMode::kShareUpdateExclusive);
     }
   }
 
@@ -163,12 +179,14 @@ class Analyzer {
     std::string_view schema = body["relation"]["schemaname"].Str();
     std::string name(body["idxname"].Str());
     if (!name.empty()) {
-      f_->created_relations.push_back(schema.empty() ? name : Cat(schema, ".", name));
+      f_->created_relations.push_back(schema.empty() ? name
+                                                     : Cat(schema, ".", name));
     }
     if (body["concurrent"].Bool()) {
       Lock(table, LockMode::kShareUpdateExclusive);
       f_->execution = Execution::kCreateIndexConcurrently;
-      f_->index_name = name.empty() || schema.empty() ? name : Cat(schema, ".", name);
+      f_->index_name =
+          name.empty() || schema.empty() ? name : Cat(schema, ".", name);
       f_->index_table = table;
     } else {
       Lock(table, LockMode::kShare);
@@ -179,20 +197,25 @@ class Analyzer {
     std::string_view type = body["removeType"].Str();
     bool concurrent = body["concurrent"].Bool();
     LockMode mode = LockMode::kNone;
-    if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" || type == "OBJECT_MATVIEW" ||
-        type == "OBJECT_SEQUENCE" || type == "OBJECT_FOREIGN_TABLE") {
+    if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" ||
+        type == "OBJECT_MATVIEW" || type == "OBJECT_SEQUENCE" ||
+        type == "OBJECT_FOREIGN_TABLE") {
       mode = LockMode::kAccessExclusive;
     } else if (type == "OBJECT_INDEX") {
       // Also the index's table, whose name the statement does not say.
-      mode = concurrent ? LockMode::kShareUpdateExclusive : LockMode::kAccessExclusive;
-    } else if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" || type == "OBJECT_POLICY") {
+      mode = concurrent ? LockMode::kShareUpdateExclusive
+                        : LockMode::kAccessExclusive;
+    } else if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" ||
+               type == "OBJECT_POLICY") {
       mode = LockMode::kAccessExclusive;
     }
     for (const Node& object : body["objects"].items()) {
       std::string name = NameFromList(object["List"]);
       if (mode != LockMode::kNone) {
-        // For triggers, rules and policies the list is table..., name: the table is locked.
-        if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" || type == "OBJECT_POLICY") {
+        // For triggers, rules and policies the list is table..., name: the
+        // table is locked.
+        if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" ||
+            type == "OBJECT_POLICY") {
           size_t dot = name.rfind('.');
           name = dot == std::string::npos ? name : name.substr(0, dot);
         }
@@ -200,7 +223,8 @@ class Analyzer {
       }
       if (type == "OBJECT_INDEX" && concurrent) f_->index_name = name;
     }
-    if (type == "OBJECT_INDEX" && concurrent) f_->execution = Execution::kDropIndexConcurrently;
+    if (type == "OBJECT_INDEX" && concurrent)
+      f_->execution = Execution::kDropIndexConcurrently;
   }
 
   void Rename(const Node& body) {
@@ -212,11 +236,13 @@ class Analyzer {
 
   void Vacuum(const Node& body) {
     bool full = HasDefElem(body["options"], "full");
-    LockMode mode = full ? LockMode::kAccessExclusive : LockMode::kShareUpdateExclusive;
+    LockMode mode =
+        full ? LockMode::kAccessExclusive : LockMode::kShareUpdateExclusive;
     for (const Node& rel : body["rels"].items()) {
       Lock(RangeVarName(rel["VacuumRelation"]["relation"]), mode);
     }
-    if (body["is_vacuumcmd"].Bool()) f_->execution = Execution::kOutsideTransaction;
+    if (body["is_vacuumcmd"].Bool())
+      f_->execution = Execution::kOutsideTransaction;
   }
 
   void Reindex(const Node& body) {
@@ -225,8 +251,9 @@ class Analyzer {
     std::string rel = RangeVarName(body["relation"]);
     if (kind == "REINDEX_OBJECT_INDEX" || kind == "REINDEX_OBJECT_TABLE") {
       Lock(rel, concurrent ? LockMode::kShareUpdateExclusive
-                           : (kind == "REINDEX_OBJECT_INDEX" ? LockMode::kAccessExclusive
-                                                            : LockMode::kShare));
+                           : (kind == "REINDEX_OBJECT_INDEX"
+                                  ? LockMode::kAccessExclusive
+                                  : LockMode::kShare));
     } else {
       f_->locks_unknown = true;  // every table of a schema or database
       Lock(Cat("(", ToLowerAscii(kind.substr(kind.rfind('_') + 1)), " ",
@@ -249,7 +276,8 @@ class Analyzer {
     } else if (type == "CreateStmt") {
       CreateTable(body);
     } else if (type == "CreateTableAsStmt") {
-      f_->created_relations.push_back(RangeVarName(body["into"]["IntoClause"]["rel"]));
+      f_->created_relations.push_back(
+          RangeVarName(body["into"]["IntoClause"]["rel"]));
     } else if (type == "ViewStmt") {
       std::string view = RangeVarName(body["view"]);
       if (body["replace"].Bool()) Lock(view, LockMode::kAccessExclusive);
@@ -270,24 +298,30 @@ class Analyzer {
       Lock(RangeVarName(body["relation"]), LockMode::kAccessExclusive);
     } else if (type == "LockStmt") {
       int64_t mode = body["mode"].Int();
-      LockMode m = mode >= 1 && mode <= 8 ? static_cast<LockMode>(mode) : LockMode::kAccessExclusive;
-      for (const Node& rel : body["relations"].items()) Lock(RangeVarName(rel["RangeVar"]), m);
+      LockMode m = mode >= 1 && mode <= 8 ? static_cast<LockMode>(mode)
+                                          : LockMode::kAccessExclusive;
+      for (const Node& rel : body["relations"].items())
+        Lock(RangeVarName(rel["RangeVar"]), m);
     } else if (type == "ReindexStmt") {
       Reindex(body);
     } else if (type == "CreateTrigStmt") {
       Lock(RangeVarName(body["relation"]), LockMode::kShareRowExclusive);
-    } else if (type == "RuleStmt" || type == "CreatePolicyStmt" || type == "AlterPolicyStmt") {
+    } else if (type == "RuleStmt" || type == "CreatePolicyStmt" ||
+               type == "AlterPolicyStmt") {
       Lock(RangeVarName(body[type == "RuleStmt" ? "relation" : "table"]),
            LockMode::kAccessExclusive);
-    } else if (type == "CommentStmt" && body["objtype"].Str() == "OBJECT_TABLE") {
-      Lock(NameFromList(body["object"]["List"]), LockMode::kShareUpdateExclusive);
-    } else if (type == "InsertStmt" || type == "UpdateStmt" || type == "DeleteStmt" ||
-               type == "MergeStmt") {
+    } else if (type == "CommentStmt" &&
+               body["objtype"].Str() == "OBJECT_TABLE") {
+      Lock(NameFromList(body["object"]["List"]),
+           LockMode::kShareUpdateExclusive);
+    } else if (type == "InsertStmt" || type == "UpdateStmt" ||
+               type == "DeleteStmt" || type == "MergeStmt") {
       Lock(RangeVarName(body["relation"]), LockMode::kRowExclusive);
     } else if (type == "TransactionStmt") {
       f_->execution = Execution::kTransactionControl;
-    } else if (type == "CreatedbStmt" || type == "DropdbStmt" || type == "AlterSystemStmt" ||
-               type == "CreateTableSpaceStmt" || type == "DropTableSpaceStmt") {
+    } else if (type == "CreatedbStmt" || type == "DropdbStmt" ||
+               type == "AlterSystemStmt" || type == "CreateTableSpaceStmt" ||
+               type == "DropTableSpaceStmt") {
       f_->execution = Execution::kOutsideTransaction;
     } else if (type == "DoStmt") {
       f_->locks_unknown = true;
@@ -305,7 +339,8 @@ StatementFacts AnalyzeStatement(const sql::Statement& statement) {
   StatementFacts facts;
   facts.summary = OneLine(statement.text);
   Analyzer(&facts).Analyze(statement);
-  for (const RelationLock& l : facts.locks) facts.strongest = std::max(facts.strongest, l.mode);
+  for (const RelationLock& l : facts.locks)
+    facts.strongest = std::max(facts.strongest, l.mode);
   return facts;
 }
 

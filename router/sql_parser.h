@@ -1,4 +1,5 @@
-// Parses SQL text into statements with their source positions and parse trees (PostgreSQL grammar).
+// Parses SQL text into statements with their source positions and parse trees
+// (PostgreSQL grammar).
 #pragma once
 
 #include <cstddef>
@@ -11,23 +12,26 @@
 
 namespace shardyard::sql {
 
-// One statement of a script. `tree` is the raw parse node, e.g. {"AlterTableStmt": {...}}, with
-// the field names of PostgreSQL's parsenodes.h.
+// One statement of a script. `tree` is the raw parse node, e.g.
+// {"AlterTableStmt": {...}}, with the field names of PostgreSQL's parsenodes.h.
 struct Statement {
   size_t location = 0;  // byte offset of the first token in the script
-  std::string text;     // from the first token to the end, without the terminating semicolon
-  int line = 1;         // 1-based line of the first token
+  std::string text;  // from the first token to the end, without the terminating
+                     // semicolon
+  int line = 1;      // 1-based line of the first token
   Node tree;
 
   std::string_view type() const { return tree.Tag(); }
   const Node& body() const { return tree.Body(); }
 };
 
-// Parses a script of zero or more statements. A syntax error becomes InvalidArgument with the
-// server's wording and the line and column where it was found.
+// Parses a script of zero or more statements. A syntax error becomes
+// InvalidArgument with the server's wording and the line and column where it
+// was found.
 absl::StatusOr<std::vector<Statement>> ParseScript(std::string_view script);
 
-// The offset of the first character that is not whitespace or part of a comment, from `from`.
+// The offset of the first character that is not whitespace or part of a
+// comment, from `from`.
 size_t SkipSpaceAndComments(std::string_view text, size_t from = 0);
 
 }  // namespace shardyard::sql

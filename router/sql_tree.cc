@@ -1,4 +1,5 @@
-// The generic parse tree and the small JSON reader that builds it from the parser's output.
+// The generic parse tree and the small JSON reader that builds it from the
+// parser's output.
 #include "router/sql_tree.h"
 
 #include "common/strings.h"
@@ -48,8 +49,9 @@ int64_t Node::Int() const {
 }
 
 std::string_view Node::Str() const {
-  return kind_ == Kind::kString || kind_ == Kind::kNumber ? std::string_view(text_)
-                                                            : std::string_view();
+  return kind_ == Kind::kString || kind_ == Kind::kNumber
+             ? std::string_view(text_)
+             : std::string_view();
 }
 
 const Node& Node::operator[](std::string_view key) const {
@@ -62,9 +64,12 @@ const Node& Node::operator[](std::string_view key) const {
 }
 
 std::string_view Node::Tag() const {
-  if (kind_ != Kind::kObject || names_.size() != 1 || items_[0].kind_ != Kind::kObject) return {};
+  if (kind_ != Kind::kObject || names_.size() != 1 ||
+      items_[0].kind_ != Kind::kObject)
+    return {};
   const std::string& name = names_[0];
-  // Node type names start with an upper-case letter; plain fields are lower-case.
+  // Node type names start with an upper-case letter; plain fields are
+  // lower-case.
   if (name.empty() || name[0] < 'A' || name[0] > 'Z') return {};
   return name;
 }
@@ -75,7 +80,8 @@ const Node& Node::Body() const {
 }
 
 void Node::ForEachNode(
-    const std::function<void(std::string_view tag, const Node& body)>& visit) const {
+    const std::function<void(std::string_view tag, const Node& body)>& visit)
+    const {
   std::string_view tag = Tag();
   if (!tag.empty()) visit(tag, items_[0]);
   for (const Node& child : items_) child.ForEachNode(visit);
@@ -83,7 +89,8 @@ void Node::ForEachNode(
 
 namespace {
 
-// A recursive-descent JSON reader bounded in depth so hostile input cannot exhaust the stack.
+// A recursive-descent JSON reader bounded in depth so hostile input cannot
+// exhaust the stack.
 class JsonReader {
  public:
   explicit JsonReader(std::string_view text) : text_(text) {}
@@ -141,13 +148,15 @@ class JsonReader {
     if (text_[pos_] == '-') ++pos_;
     while (pos_ < text_.size()) {
       char c = text_[pos_];
-      if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
+      if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' ||
+          c == '+' || c == '-') {
         ++pos_;
       } else {
         break;
       }
     }
-    if (pos_ == start + (text_[start] == '-' ? 1 : 0)) return Error("bad number");
+    if (pos_ == start + (text_[start] == '-' ? 1 : 0))
+      return Error("bad number");
     return Node::Number(std::string(text_.substr(start, pos_ - start)));
   }
 
@@ -202,14 +211,30 @@ class JsonReader {
       if (pos_ >= text_.size()) return Error("unterminated escape");
       char e = text_[pos_++];
       switch (e) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
+        case '"':
+          out.push_back('"');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '/':
+          out.push_back('/');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
         case 'u': {
           auto cp = Hex4();
           if (!cp.ok()) return cp.status();
@@ -253,7 +278,8 @@ class JsonReader {
     if (Consume("}")) return Node::Object(std::move(names), std::move(values));
     while (true) {
       SkipSpace();
-      if (pos_ >= text_.size() || text_[pos_] != '"') return Error("expected a field name");
+      if (pos_ >= text_.size() || text_[pos_] != '"')
+        return Error("expected a field name");
       auto name = StringValue();
       if (!name.ok()) return name.status();
       SkipSpace();
@@ -263,7 +289,8 @@ class JsonReader {
       names.push_back(std::move(*name));
       values.push_back(std::move(*value));
       SkipSpace();
-      if (Consume("}")) return Node::Object(std::move(names), std::move(values));
+      if (Consume("}"))
+        return Node::Object(std::move(names), std::move(values));
       if (!Consume(",")) return Error("expected , or }");
     }
   }
@@ -274,6 +301,8 @@ class JsonReader {
 
 }  // namespace
 
-absl::StatusOr<Node> ParseJson(std::string_view text) { return JsonReader(text).Document(); }
+absl::StatusOr<Node> ParseJson(std::string_view text) {
+  return JsonReader(text).Document();
+}
 
 }  // namespace shardyard::sql

@@ -1,4 +1,5 @@
-// A library-independent SQL parse tree: PostgreSQL's raw parse nodes as a small generic tree.
+// A library-independent SQL parse tree: PostgreSQL's raw parse nodes as a small
+// generic tree.
 #pragma once
 
 #include <cstdint>
@@ -11,10 +12,11 @@
 
 namespace shardyard::sql {
 
-// One value of a parse tree. PostgreSQL parse nodes appear as objects with a single field named
-// after the node type, e.g. {"IndexStmt": {"idxname": "i", "concurrent": true, ...}}; fields left
-// at their defaults (false, 0, empty) are absent, so reading a missing field yields a null node
-// whose Bool() is false, Int() is 0 and Str() is "".
+// One value of a parse tree. PostgreSQL parse nodes appear as objects with a
+// single field named after the node type, e.g. {"IndexStmt": {"idxname": "i",
+// "concurrent": true, ...}}; fields left at their defaults (false, 0, empty)
+// are absent, so reading a missing field yields a null node whose Bool() is
+// false, Int() is 0 and Str() is "".
 class Node {
  public:
   enum class Kind : uint8_t { kNull, kBool, kNumber, kString, kList, kObject };
@@ -31,7 +33,8 @@ class Node {
   bool IsNull() const { return kind_ == Kind::kNull; }
 
   bool Bool() const { return kind_ == Kind::kBool && bool_; }
-  // The integer value of a number (0 for anything else or a number that is not an integer).
+  // The integer value of a number (0 for anything else or a number that is not
+  // an integer).
   int64_t Int() const;
   // The text of a string or a number; "" for anything else.
   std::string_view Str() const;
@@ -46,12 +49,15 @@ class Node {
   const Node& operator[](std::string_view key) const;
   bool Has(std::string_view key) const { return !(*this)[key].IsNull(); }
 
-  // For a parse node {"Tag": {...}}: the node type and its fields; "" and null otherwise.
+  // For a parse node {"Tag": {...}}: the node type and its fields; "" and null
+  // otherwise.
   std::string_view Tag() const;
   const Node& Body() const;
 
-  // Calls `visit(tag, body)` for every parse node in this subtree, outermost first.
-  void ForEachNode(const std::function<void(std::string_view tag, const Node& body)>& visit) const;
+  // Calls `visit(tag, body)` for every parse node in this subtree, outermost
+  // first.
+  void ForEachNode(const std::function<void(std::string_view tag,
+                                            const Node& body)>& visit) const;
 
  private:
   Kind kind_ = Kind::kNull;

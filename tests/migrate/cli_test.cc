@@ -1,4 +1,5 @@
-// Unit tests for command-line parsing and for the fleet's canary / stop-on-failure ordering.
+// Unit tests for command-line parsing and for the fleet's canary /
+// stop-on-failure ordering.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,10 +19,26 @@ ShardOutcome Outcome(int shard, ShardResult result) {
 }
 
 TEST(CommandLineTest, ParsesOptionsInAnyOrder) {
-  auto o = ParseCommandLine({"--config", "c.yaml", "apply", "--database=app", "--dir", "m",
-                             "--to", "7", "--shards", "0,2", "--canary", "2", "--parallel=3",
-                             "--dry-run", "--allow", "drop-column,rename-table",
-                             "--lock-timeout", "500ms", "--lock-retry-deadline", "30s"});
+  auto o = ParseCommandLine({"--config",
+                             "c.yaml",
+                             "apply",
+                             "--database=app",
+                             "--dir",
+                             "m",
+                             "--to",
+                             "7",
+                             "--shards",
+                             "0,2",
+                             "--canary",
+                             "2",
+                             "--parallel=3",
+                             "--dry-run",
+                             "--allow",
+                             "drop-column,rename-table",
+                             "--lock-timeout",
+                             "500ms",
+                             "--lock-retry-deadline",
+                             "30s"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->command, "apply");
   EXPECT_EQ(o->config_path, "c.yaml");
@@ -32,7 +49,8 @@ TEST(CommandLineTest, ParsesOptionsInAnyOrder) {
   EXPECT_EQ(o->canary, 2);
   EXPECT_EQ(o->parallel, 3);
   EXPECT_TRUE(o->dry_run);
-  EXPECT_EQ(o->allow, (std::vector<std::string>{"drop-column", "rename-table"}));
+  EXPECT_EQ(o->allow,
+            (std::vector<std::string>{"drop-column", "rename-table"}));
   EXPECT_EQ(o->lock_timeout, std::chrono::milliseconds(500));
   EXPECT_EQ(o->lock_retry_deadline, std::chrono::seconds(30));
 }
@@ -89,18 +107,20 @@ TEST(FleetTest, CanaryRunsAloneFirstThenTheRest) {
   ASSERT_EQ(started.size(), 4u);
   EXPECT_EQ(started[0], 0);
   EXPECT_EQ(ExitCodeFor(outcomes), kExitDone);
-  for (size_t i = 0; i < outcomes.size(); ++i) EXPECT_EQ(outcomes[i].shard, static_cast<int>(i));
+  for (size_t i = 0; i < outcomes.size(); ++i)
+    EXPECT_EQ(outcomes[i].shard, static_cast<int>(i));
 }
 
 TEST(FleetTest, CanaryFailureStartsNoOtherShard) {
   StopSignal stop;
   int runs = 0;
-  auto outcomes = RunFleet(FleetOrder{{2, 0, 1}, 1, 4},
-                           [&](int shard) {
-                             ++runs;
-                             return Outcome(shard, ShardResult::kFailed);
-                           },
-                           stop);
+  auto outcomes = RunFleet(
+      FleetOrder{{2, 0, 1}, 1, 4},
+      [&](int shard) {
+        ++runs;
+        return Outcome(shard, ShardResult::kFailed);
+      },
+      stop);
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(outcomes[0].result, ShardResult::kFailed);
   EXPECT_EQ(outcomes[1].result, ShardResult::kNotStarted);
@@ -110,12 +130,14 @@ TEST(FleetTest, CanaryFailureStartsNoOtherShard) {
 TEST(FleetTest, FailureStopsNewShardsOneAtATime) {
   StopSignal stop;
   std::vector<int> ran;
-  auto outcomes = RunFleet(FleetOrder{{0, 1, 2, 3}, 1, 1},
-                           [&](int shard) {
-                             ran.push_back(shard);
-                             return Outcome(shard, shard == 1 ? ShardResult::kFailed : ShardResult::kDone);
-                           },
-                           stop);
+  auto outcomes = RunFleet(
+      FleetOrder{{0, 1, 2, 3}, 1, 1},
+      [&](int shard) {
+        ran.push_back(shard);
+        return Outcome(shard,
+                       shard == 1 ? ShardResult::kFailed : ShardResult::kDone);
+      },
+      stop);
   EXPECT_EQ(ran, (std::vector<int>{0, 1}));
   EXPECT_EQ(outcomes[2].result, ShardResult::kNotStarted);
 }
@@ -126,11 +148,14 @@ TEST(FleetTest, ExitCodes) {
     for (ShardResult r : results) out.push_back(Outcome(0, r));
     return out;
   };
-  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kDone})), kExitDone);
-  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kGaveUp,
-                              ShardResult::kStopped, ShardResult::kNotStarted})),
-            kExitLockContention);
-  EXPECT_EQ(ExitCodeFor(make({ShardResult::kGaveUp, ShardResult::kFailed})), kExitFailed);
+  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kDone})),
+            kExitDone);
+  EXPECT_EQ(
+      ExitCodeFor(make({ShardResult::kDone, ShardResult::kGaveUp,
+                        ShardResult::kStopped, ShardResult::kNotStarted})),
+      kExitLockContention);
+  EXPECT_EQ(ExitCodeFor(make({ShardResult::kGaveUp, ShardResult::kFailed})),
+            kExitFailed);
   EXPECT_EQ(ExitCodeFor(make({ShardResult::kStopped})), kExitFailed);
 }
 
