@@ -52,7 +52,8 @@ constexpr char kUsage[] =
     "  --clients N        connections to open (default 1000)\n"
     "  --concurrency K    handshakes in flight at once (default 100)\n"
     "  --timeout S        give up on connections not logged in after S seconds (default 120)\n"
-    "  --hold S           close after S seconds idle even if stdin stays open (default: no limit)\n";
+    "  --hold S           close after S seconds idle even if stdin stays open\n"
+    "                     (default: no limit)\n";
 
 struct Options {
   std::string host = "127.0.0.1";

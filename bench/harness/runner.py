@@ -218,6 +218,9 @@ def run_idle(ctx, workload, target, rep):
             time.sleep(1.0)
         before = procs.memory_kb(target.pid)["VmRSS"]
         cpu0 = procs.cpu_seconds(target.pid)
+        sys0 = procs.system_cpu_ticks()
+        pg0 = procs.tree_cpu_seconds(ctx.pg.proc.pid)
+        self0 = sum(os.times()[:2])
         argv = [ctx.idle_tool, "--port", str(target.port), "--user", USER, "--password", "bench",
                 "--database", DATABASE, "--clients", str(clients),
                 "--concurrency", str(ctx.idle_concurrency), "--timeout", "120"]
@@ -226,6 +229,10 @@ def run_idle(ctx, workload, target, rep):
         try:
             ready = _read_tagged_line(tool, "READY", timeout=180)
             cpu1 = procs.cpu_seconds(target.pid)
+            sys1 = procs.system_cpu_ticks()
+            pg1 = procs.tree_cpu_seconds(ctx.pg.proc.pid)
+            self1 = sum(os.times()[:2])
+            tool_cpu = _process_cpu(tool.pid)
             time.sleep(ctx.idle_settle)
             mem = procs.memory_kb(target.pid)
             tool.stdin.close()
@@ -247,6 +254,12 @@ def run_idle(ctx, workload, target, rep):
         "failed": ready["failed"] + done["dropped"],
         "pooler_cpu_s": cpu1 - cpu0,
     })
+    total = (sys1[1] - sys0[1]) / procs.CLK_TCK
+    if total > 0:
+        ours = (cpu1 - cpu0) + (pg1 - pg0) + (self1 - self0) + tool_cpu
+        row["foreign_cpu_pct"] = max(0.0, 100.0 * ((sys1[0] - sys0[0]) / procs.CLK_TCK - ours)
+                                     / total)
+        row["system_busy_pct"] = 100.0 * (sys1[0] - sys0[0]) / procs.CLK_TCK / total
     if ready["ready"]:
         row["idle_bytes_per_client"] = (mem["VmRSS"] - before) * 1024.0 / ready["ready"]
         row["idle_cpu_us_per_connect"] = (cpu1 - cpu0) / ready["ready"] * 1e6
@@ -259,6 +272,13 @@ def run_idle(ctx, workload, target, rep):
         errors.append(f"{target.label} exited with status {code}")
     row["error"] = "; ".join(errors)
     return row
+
+
+def _process_cpu(pid):
+    try:
+        return procs.cpu_seconds(pid)
+    except OSError:
+        return 0.0
 
 
 def _read_tagged_line(proc, tag, timeout):

@@ -47,7 +47,9 @@ void BM_ScanDataRows(benchmark::State& state) {
       if (!st.ok()) state.SkipWithError("scan failed");
     }
   }
-  if (ready != static_cast<int64_t>(state.iterations())) state.SkipWithError("lost a ReadyForQuery");
+  if (ready != static_cast<int64_t>(state.iterations())) {
+    state.SkipWithError("lost a ReadyForQuery");
+  }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stream.size()));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 1000));  // rows
 }
