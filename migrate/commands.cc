@@ -427,7 +427,7 @@ class Command {
           }
           continue;
         }
-        if (r.checksum != m->up.checksum) {
+        if (ChangedAfterApplied(r, *m)) {
           ++problems;
           if (print) {
             Err(Cat(
@@ -444,6 +444,18 @@ class Command {
       }
     }
     return problems;
+  }
+
+  // Whether the file of a recorded migration changed after some of it was
+  // applied. One of which nothing was applied (a failed transaction, or a
+  // step-by-step migration stopped before its first step) may still be edited.
+  bool ChangedAfterApplied(const StateRow& r, const Migration& m) const {
+    if (r.checksum == m.up.checksum) return false;
+    bool nothing_applied =
+        r.status != MigrationStatus::kApplied &&
+        r.status != MigrationStatus::kRollingBack &&
+        (plans_.at(m.version).transactional || r.steps_done == 0);
+    return !nothing_applied;
   }
 
   std::vector<Pending> PendingFor(const ShardState& s) const {
@@ -598,7 +610,7 @@ class Command {
         const Migration* m = FindMigration(r.version);
         std::string label =
             m ? m->label : Cat(FormatVersion(r.version), "_", r.name);
-        if (m && r.checksum != m->up.checksum) {
+        if (m && ChangedAfterApplied(r, *m)) {
           states_text.push_back(Cat("CHECKSUM MISMATCH ", label));
           line.notes.push_back(Cat(
               label, ": file changed after it was applied (recorded sha256:",

@@ -138,7 +138,8 @@ absl::Status UpsertRunning(PgSession& session, int64_t version,
               " (version, name, checksum, status, steps_total, applied_by) "
               "VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (version) DO "
               "UPDATE "
-              "SET status = 'running', error = NULL, name = excluded.name, "
+              "SET status = 'running', error = NULL, checksum = "
+              "excluded.checksum, name = excluded.name, "
               "steps_total = excluded.steps_total, applied_by = "
               "excluded.applied_by"),
           {std::to_string(version), std::string(name), std::string(checksum),
@@ -181,6 +182,7 @@ absl::Status MarkApplied(PgSession& session, int64_t version,
               "'applied', $4, $4, $5, "
               "now(), clock_timestamp(), clock_timestamp() - now()) ON "
               "CONFLICT (version) DO UPDATE SET status = 'applied', "
+              "checksum = excluded.checksum, "
               "steps_done = $4, error = NULL, backfill_after = NULL, "
               "finished_at = "
               "clock_timestamp(), duration = clock_timestamp() - m.started_at"),
@@ -210,7 +212,8 @@ absl::Status UpsertFailed(PgSession& session, int64_t version,
               " (version, name, checksum, status, steps_total, applied_by, "
               "error, "
               "finished_at) VALUES ($1, $2, $3, 'failed', $4, $5, $6, now()) "
-              "ON CONFLICT (version) DO UPDATE SET status = 'failed', error = "
+              "ON CONFLICT (version) DO UPDATE SET status = 'failed', checksum "
+              "= excluded.checksum, error = "
               "$6, "
               "finished_at = now()"),
           {std::to_string(version), std::string(name), std::string(checksum),

@@ -56,6 +56,11 @@ TEST_F(MigrateTest, ApplyStatusRollbackAndVerifyOnFourShards) {
   EXPECT_NE(before.output.find("4 shard(s), 2 migration(s)"), std::string::npos)
       << before.output;
 
+  Expect(0, {"apply", "--to", "1"});
+  EXPECT_EQ(
+      c().Value(
+          2, "SELECT string_agg(version::text, ',') FROM shardyard_migrations"),
+      "1");
   CommandResult applied = Expect(0, {"apply"});
   EXPECT_NE(applied.output.find("summary:"), std::string::npos);
   EXPECT_NE(applied.output.find("ACCESS EXCLUSIVE on orders"),
@@ -176,9 +181,20 @@ TEST_F(MigrateTest, CanaryFailureStartsNoOtherShard) {
   EXPECT_NE(r.output.find("not started"), std::string::npos) << r.output;
   EXPECT_EQ(c().Value(1, "SELECT to_regclass('orders') IS NULL"), "t");
   EXPECT_EQ(c().Value(2, "SELECT to_regclass('orders') IS NULL"), "t");
-  // --shards and --canary 0 can route around it.
+  // Nothing of it was applied anywhere, so the file may still be fixed.
+  c().WriteMigration("0001_create_orders.sql",
+                     "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY "
+                     "KEY, total numeric NOT NULL);\n");
+  CommandResult status = Expect(1, {"status"});
+  EXPECT_EQ(status.output.find("CHECKSUM MISMATCH"), std::string::npos)
+      << status.output;
+  EXPECT_NE(status.output.find("FAILED 0001_create_orders"), std::string::npos);
+  // --shards and --canary 0 pick the shards and order.
   Expect(0, {"apply", "--shards", "1,2", "--canary", "0"});
   EXPECT_EQ(c().Value(2, "SELECT to_regclass('orders') IS NOT NULL"), "t");
+  EXPECT_EQ(c().Value(0, "SELECT status FROM shardyard_migrations"), "failed");
+  Expect(0, {"apply"});
+  EXPECT_EQ(c().Value(0, "SELECT status FROM shardyard_migrations"), "applied");
 }
 
 TEST_F(MigrateTest, PlanAndDryRunChangeNothingAndLintRefusesUnsafeApply) {
@@ -527,6 +543,27 @@ TEST_F(MigrateTest, BackfillRunsInBatchesAndPausesWhileTheReplicaLags) {
           0,
           "SELECT backfill_rows FROM shardyard_migrations WHERE version = 2"),
       "20000");
+}
+
+TEST_F(MigrateTest, HeartbeatKeepsTheRunnerLockThroughALongStep) {
+  StartCluster({.shards = 1});
+  c().WriteMigration("0001_slow.sql", "SELECT pg_sleep(3);\n");
+  auto run = c().MigrateInBackground({"apply", "--lock-ttl", "1s"}, "slow.log");
+  ASSERT_TRUE(run.ok());
+  WaitForLog(**run, "0001_slow step 1/1: SELECT pg_sleep");
+  std::this_thread::sleep_for(
+      milliseconds(2000));  // twice the TTL: renewed, not expired
+  CommandResult second = Expect(3, {"apply", "--lock-ttl", "1s"});
+  EXPECT_NE(second.output.find("another run holds the runner lock"),
+            std::string::npos)
+      << second.output;
+  CommandResult status = Expect(0, {"status"});
+  EXPECT_NE(status.output.find("runner lock held by"), std::string::npos)
+      << status.output;
+  auto code = (*run)->Wait(seconds(20));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << (*run)->Log();
+  EXPECT_EQ(c().Value(0, "SELECT count(*) FROM shardyard_migrate_lock"), "0");
 }
 
 }  // namespace
