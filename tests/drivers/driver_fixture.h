@@ -1,0 +1,48 @@
+// The fixture for real-driver tests: PostgreSQL 15 and Shardyard started per test, then one
+// scenario of a driver program (psycopg, node-postgres, JDBC) run against Shardyard and checked.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/harness/shardyard.h"
+
+namespace shardyard::testing {
+
+enum class Driver { kPsycopg, kNodePg, kJdbc };
+
+// The pool a test runs against.
+struct Stack {
+  // `extra_pool_lines`: more lines under "pool:", each indented two spaces.
+  static Stack Transaction(int size, std::string extra_pool_lines = "") {
+    return Stack{size, "transaction", std::move(extra_pool_lines)};
+  }
+  static Stack Session(int size) { return Stack{size, "session", ""}; }
+
+  int size;
+  std::string mode;
+  std::string extra_pool_lines;
+};
+
+class DriverTest : public ::testing::Test {
+ protected:
+  // Starts PostgreSQL and Shardyard with `stack`, runs `scenario` of `driver` through Shardyard,
+  // and expects it to pass (exit code 0 and its PASS line). Also checks what holds for every
+  // scenario: Shardyard logged no protocol violation, and in transaction mode kept at most
+  // `stack.size` server connections. Returns the driver's output.
+  std::string RunScenario(Driver driver, const std::string& scenario, const Stack& stack);
+
+  std::unique_ptr<PgServer> pg_;
+  std::unique_ptr<Shardyard> sy_;
+
+ private:
+  // Fails (with what to install) when the driver is missing.
+  void CheckDriverAvailable(Driver driver);
+  std::vector<std::string> Command(Driver driver, const std::string& scenario) const;
+};
+
+}  // namespace shardyard::testing

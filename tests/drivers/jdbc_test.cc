@@ -1,0 +1,52 @@
+// PostgreSQL JDBC (Debian libpostgresql-jdbc-java) through Shardyard: JdbcDriverTest scenarios.
+#include "tests/drivers/driver_fixture.h"
+
+namespace shardyard::testing {
+namespace {
+
+using JdbcTest = DriverTest;
+
+TEST_F(JdbcTest, TypesRoundTripWithExtendedSimpleBatchesAndFetchSize) {
+  RunScenario(Driver::kJdbc, "types", Stack::Transaction(2));
+}
+
+TEST_F(JdbcTest, TransactionsSavepointsAndThreadsShareTwoServers) {
+  RunScenario(Driver::kJdbc, "transactions", Stack::Transaction(2));
+}
+
+TEST_F(JdbcTest, SessionParametersStayPerClientOnOneSharedServer) {
+  RunScenario(Driver::kJdbc, "session_params", Stack::Transaction(1));
+}
+
+TEST_F(JdbcTest, CopyManagerTenThousandRowsBothWays) {
+  RunScenario(Driver::kJdbc, "copy", Stack::Transaction(2));
+}
+
+TEST_F(JdbcTest, StatementCancelAndQueryTimeout) {
+  RunScenario(Driver::kJdbc, "cancel", Stack::Transaction(1));
+}
+
+TEST_F(JdbcTest, ServerAndShardyardErrorsKeepTheirSqlstate) {
+  RunScenario(Driver::kJdbc, "errors", Stack::Transaction(1, "  query_wait_timeout: 1s\n"));
+}
+
+TEST_F(JdbcTest, SessionModeWithDefaultSettingsAndForcedBinary) {
+  RunScenario(Driver::kJdbc, "session_mode", Stack::Session(3));
+}
+
+// Bug (docs/drivers.md, "Known gaps"): pgjdbc sends TimeZone (the JVM's zone) before "options"
+// in its startup packet. PostgreSQL applies startup options first and the other parameters
+// after, so the TimeZone parameter wins; Shardyard applies them in packet order, so
+// options=-c TimeZone=Asia/Tokyo wins instead.
+TEST_F(JdbcTest, DISABLED_StartupParametersOverrideOptions) {
+  RunScenario(Driver::kJdbc, "options_after_startup_parameters", Stack::Transaction(1));
+}
+
+// Gap until Shardyard supports named prepared statements in transaction mode: pgjdbc's default
+// prepareThreshold=5 fails with 42P05 "prepared statement "S_1" already exists" (or 26000).
+TEST_F(JdbcTest, DISABLED_DefaultPrepareThresholdInTransactionMode) {
+  RunScenario(Driver::kJdbc, "default_prepare_in_transaction_mode", Stack::Transaction(2));
+}
+
+}  // namespace
+}  // namespace shardyard::testing
