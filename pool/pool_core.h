@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -72,6 +73,7 @@ class PoolCore {
     Kind kind = Kind::kQueued;
     Server server{};
     absl::Status error;
+    TimePoint idle_since{};  // for kGranted: when the connection was returned
   };
 
   PoolCore(std::string name, PoolLimits limits, ConnectionGate* gate)
@@ -82,18 +84,22 @@ class PoolCore {
 
   // A client wants a server connection now.
   CheckoutResult CheckOut(Waiter waiter, TimePoint now, Actions& actions) {
-    if (!idle_.empty()) {
-      Idle top = idle_.back();  // LIFO: the warmest connection, so idle ones can time out
-      idle_.pop_back();
-      ++active_;
-      return {CheckoutResult::Kind::kGranted, top.server, {}};
-    }
+    if (auto idle = TakeIdle()) return *idle;
     if (open_ == 0 && InLoginBackoff(now)) {
       return {CheckoutResult::Kind::kFailed, Server{}, login_error_};
     }
     waiters_.push_back({waiter, now});
     OpenForWaiters(now, limits_.size, actions);
     return {CheckoutResult::Kind::kQueued, Server{}, {}};
+  }
+
+  // The warmest idle connection, if any, without queueing (the common, non-waiting path).
+  std::optional<CheckoutResult> TakeIdle() {
+    if (idle_.empty()) return std::nullopt;
+    Idle top = idle_.back();  // LIFO: the warmest connection, so idle ones can time out
+    idle_.pop_back();
+    ++active_;
+    return CheckoutResult{CheckoutResult::Kind::kGranted, top.server, {}, top.since};
   }
 
   // A client is done with a clean, reusable server connection.

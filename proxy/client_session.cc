@@ -458,7 +458,7 @@ Task<absl::Status> ClientSession::Welcome(
       probe = true;
     }
   }
-  params_ = desired;
+  params_ = pool_->Intern(desired);
   if (probe) {
     // First sight of one of these settings: check it on a server (PostgreSQL would refuse the
     // login for a bad value) and learn the normalised value it reports.
@@ -477,6 +477,8 @@ Task<absl::Status> ClientSession::Welcome(
       const std::string* v = params_->Get(name);
       pool_->RememberNormalizedParam(name, raw, v ? *v : raw);
     }
+    params_ = pool_->Intern(params_);
+    server->params = params_;
     pool_->Release(server);
   }
 
@@ -520,7 +522,7 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
     if (merged == nullptr) merged = std::make_shared<pool::ParamSet>(*params_);
     merged->Set(name, value);
   }
-  if (merged != nullptr) params_ = std::move(merged);
+  if (merged != nullptr) params_ = pool_->Intern(std::move(merged));
   server->params = params_;
 }
 
@@ -803,6 +805,7 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
       break;
     case 'S':
       attached_->OnParameterStatus(body);
+      attached_->params = pool_->Intern(attached_->params);
       params_ = attached_->params;
       break;
     case 'E': {

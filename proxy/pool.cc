@@ -15,6 +15,9 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
+// Connections idle longer than this are checked for a server-side close before reuse (a
+// non-blocking peek: one system call, skipped on the hot path of a busy pool).
+constexpr auto kStaleCheckAfter = std::chrono::seconds(1);
 // How long a reset (drain, rollback, DISCARD ALL) may take before the connection is closed.
 constexpr auto kResetTimeout = std::chrono::seconds(10);
 // How long delivering a CancelRequest may take.
@@ -49,14 +52,38 @@ config::PoolMode Pool::mode() const {
   return mode_;
 }
 
+bool Pool::Usable(ServerConn* server, const Core::CheckoutResult& grant) {
+  bool outdated;
+  {
+    std::lock_guard lock(mu_);
+    outdated = server->target().generation != target_->generation;
+  }
+  bool stale = !server->usable() ||
+               (pool::Clock::now() - grant.idle_since >= kStaleCheckAfter && server->IsStale());
+  if (!stale && !outdated) return true;
+  Discard(server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerStaleOnCheckout);
+  return false;
+}
+
 Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
   while (true) {
+    // Fast path: an idle connection, handed over without suspending the caller.
+    std::optional<Core::CheckoutResult> idle;
+    {
+      std::lock_guard lock(mu_);
+      idle = core_.TakeIdle();
+    }
+    if (idle) {
+      if (Usable(idle->server, *idle)) co_return std::make_pair(idle->server, absl::OkStatus());
+      continue;
+    }
     Core::Actions actions;
+    Core::CheckoutResult granted;
     // The initiation runs synchronously: check out under the lock, and either complete at once
     // or leave the handler with the queued waiter for a later grant.
     auto [server, status] = co_await asio::async_initiate<
         decltype(asio::use_awaitable), void(ServerConn*, absl::Status)>(
-        [this, &waiter, &actions](auto handler) {
+        [this, &waiter, &actions, &granted](auto handler) {
           waiter.executor = asio::get_associated_executor(handler);
           std::unique_lock lock(mu_);
           Core::CheckoutResult r = core_.CheckOut(&waiter, pool::Clock::now(), actions);
@@ -68,18 +95,15 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
           }
           lock.unlock();
           Execute(actions);
+          granted = r;
           Complete(waiter.executor, std::move(handler), r.server, r.error);
         },
         asio::use_awaitable);
     if (server == nullptr) co_return std::make_pair(nullptr, status);
-    // A connection that died while idle, or belongs to an older configuration, is replaced.
-    bool outdated;
-    {
-      std::lock_guard lock(mu_);
-      outdated = server->target().generation != target_->generation;
-    }
-    if (!server->IsStale() && !outdated) co_return std::make_pair(server, absl::OkStatus());
-    Discard(server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerStaleOnCheckout);
+    // A connection handed over after waiting was just released (idle_since unset: no check);
+    // one found idle by the slow path gets the same check as the fast path.
+    if (granted.kind != Core::CheckoutResult::Kind::kGranted) granted.idle_since = pool::Clock::now();
+    if (Usable(server, granted)) co_return std::make_pair(server, absl::OkStatus());
   }
 }
 
@@ -373,6 +397,17 @@ void Pool::RememberNormalizedParam(const std::string& name, const std::string& r
   // Bounded: distinct startup settings are few; a client cycling values cannot grow it forever.
   if (normalized_.size() >= 4096) normalized_.clear();
   normalized_[Cat(name, std::string_view("\0", 1), raw)] = normalized;
+}
+
+pool::SharedParams Pool::Intern(pool::SharedParams params) {
+  std::lock_guard lock(mu_);
+  for (const auto& known : interned_) {
+    if (known == params || *known == *params) return known;
+  }
+  // Bounded: a pool sees few distinct settings; clients cycling values cannot grow it forever.
+  if (interned_.size() >= 256) interned_.erase(interned_.begin());
+  interned_.push_back(params);
+  return params;
 }
 
 void Pool::SetScramKeys(std::shared_ptr<const ScramClientKeys> keys) {

@@ -95,6 +95,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void RememberNormalizedParam(const std::string& name, const std::string& raw,
                                const std::string& normalized);
 
+  // The one shared instance of a parameter set equal to `params`, so that clients and servers
+  // with equal settings share a pointer and the per-transaction comparison is a pointer check.
+  pool::SharedParams Intern(pool::SharedParams params);
+
   // SCRAM keys from a client login, used to log in to servers that store the same secret.
   void SetScramKeys(std::shared_ptr<const ScramClientKeys> keys);
 
@@ -105,6 +109,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void CloseServer(ServerConn* server, CloseReason reason);
   void ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions& actions);
   Task<> OpenOne();
+  // A granted connection that sat idle long enough to have been closed by the server is
+  // checked (without blocking) before use; stale ones are replaced.
+  bool Usable(ServerConn* server, const Core::CheckoutResult& grant);
   Task<> Reset(ServerConn* server, ResetState state);
   Task<> Cancel(ServerConn* server);
 
@@ -119,6 +126,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::shared_ptr<const ScramClientKeys> scram_keys_;
   pool::SharedParams welcome_;
   absl::flat_hash_map<std::string, std::string> normalized_;  // "name\0raw" → value
+  std::vector<pool::SharedParams> interned_;
 };
 
 // Sends a CancelRequest for `key` to `endpoint` and waits until the server has handled it.

@@ -2,6 +2,9 @@
 #include "wire/auth.h"
 
 #include <cstring>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "common/pg_error.h"
 #include "common/strings.h"
@@ -35,6 +38,31 @@ bool Attribute(std::string_view message, char key, std::string_view* value) {
     }
   }
   return false;
+}
+
+struct DerivedKeys {
+  Sha256Digest client_key;
+  Sha256Digest server_key;
+};
+
+// PBKDF2 with PostgreSQL's 4096 iterations costs milliseconds of CPU; a server connection pool
+// logs in with the same password and salt over and over, so the derived keys are cached
+// (keyed by a hash of password, salt and iteration count, never the password itself).
+DerivedKeys DeriveKeys(const std::string& password, const std::string& salt, int iterations) {
+  static std::mutex mu;
+  static absl::flat_hash_map<std::string, DerivedKeys> cache;
+  Sha256Digest id = crypto::Sha256(AsBytes(Cat(iterations, ":", salt.size(), ":", salt, password)));
+  std::string key(reinterpret_cast<const char*>(id.data()), id.size());
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  Sha256Digest salted = crypto::Pbkdf2HmacSha256(password, AsBytes(salt), iterations);
+  DerivedKeys keys{ScramClientKey(salted), ScramServerKey(salted)};
+  std::lock_guard lock(mu);
+  if (cache.size() >= 1024) cache.clear();  // bounded: one entry per (password, server salt)
+  cache.emplace(std::move(key), keys);
+  return keys;
 }
 
 }  // namespace
@@ -133,9 +161,9 @@ absl::StatusOr<std::string> ScramClientExchange::HandleServerFirst(std::string_v
   auto salt = crypto::Base64Decode(salt_b64);
   if (!salt.ok()) return Malformed("salt");
   if (!have_keys_) {
-    Sha256Digest salted = crypto::Pbkdf2HmacSha256(password_, AsBytes(*salt), iterations);
-    client_key_ = ScramClientKey(salted);
-    server_key_ = ScramServerKey(salted);
+    DerivedKeys keys = DeriveKeys(password_, *salt, iterations);
+    client_key_ = keys.client_key;
+    server_key_ = keys.server_key;
   }
   std::string without_proof = Cat("c=biws,r=", nonce);
   auth_message_ = Cat("n=", user_, ",r=", client_nonce_, ",", message, ",", without_proof);
