@@ -234,6 +234,22 @@ public final class JdbcDriverTest {
               + md5(bytes) + " " + UNICODE.codePointCount(0, UNICODE.length()),
           "values as the server stored them");
 
+      // isValid (an empty query), and 8 MB values both ways.
+      check(c.isValid(5), "isValid");
+      byte[] big = new byte[8 << 20];
+      for (int i = 0; i < big.length; i++) big[i] = (byte) (i * 7);
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT md5(?::bytea), ?::bytea, repeat('\u00e9', 4000000)")) {
+        ps.setBytes(1, big);
+        ps.setBytes(2, big);
+        try (ResultSet rs = ps.executeQuery()) {
+          check(rs.next(), "row");
+          eq(rs.getString(1), md5(big), "8 MB parameter");
+          eq(rs.getBytes(2), big, "8 MB result");
+          eq(rs.getString(3), "\u00e9".repeat(4000000), "8 MB text result");
+        }
+      }
+
       // Batches: many Bind/Execute before one Sync, and a rewritten multi-row insert.
       exec(c, "CREATE TABLE batch_t (id int PRIMARY KEY, v text)");
       try (Connection rewrite = connect(props("reWriteBatchedInserts", "true"))) {
@@ -609,6 +625,17 @@ public final class JdbcDriverTest {
     fails("28P01", () -> connect(props("user", "nobody")).close(), "unknown user");
   }
 
+  static void auth() throws Exception {
+    // SCRAM (app), md5 (md5user) and trust (trustuser) logins, each with its own pool.
+    String[][] logins = {{"app", "secret"}, {"md5user", "md5pw"}, {"trustuser", ""}};
+    for (String[] login : logins) {
+      try (Connection c = connect(props("user", login[0], "password", login[1]))) {
+        eq(one(c, "SELECT current_user"), login[0], login[0] + " logged in");
+      }
+    }
+    fails("28P01", () -> connect(props("user", "md5user", "password", "wrong")).close(), "md5");
+  }
+
   static void sessionMode() throws Exception {
     eq(MODE, "session", "mode");
     // pgjdbc's defaults (prepareThreshold=5, binary transfer), and forced binary (-1).
@@ -704,6 +731,7 @@ public final class JdbcDriverTest {
       case "copy": copy(); break;
       case "cancel": cancel(); break;
       case "errors": errors(); break;
+      case "auth": auth(); break;
       case "session_mode": sessionMode(); break;
       case "default_prepare_in_transaction_mode": defaultPrepareInTransactionMode(); break;
       default:

@@ -91,6 +91,17 @@ std::string DriverTest::RunScenario(Driver driver, const std::string& scenario,
   if (!pg.ok()) return "";
   pg_ = *std::move(pg);
   ConfigOptions options;
+  if (stack.more_users) {
+    for (const auto& [user, password] : {std::pair{"md5user", "md5pw"}, {"trustuser", "trustpw"}}) {
+      absl::Status st = pg_->CreateUser(user, password);
+      EXPECT_TRUE(st.ok()) << st;
+      if (!st.ok()) return "";
+    }
+    options.users =
+        "  - {name: app, password: secret}\n"
+        "  - {name: md5user, password: md5pw, auth_type: md5}\n"
+        "  - {name: trustuser, password: trustpw, auth_type: trust}\n";
+  }
   options.pool =
       Cat("  size: ", stack.size, "\n  mode: ", stack.mode, "\n", stack.extra_pool_lines);
   auto sy = Shardyard::Start(MakeConfig(*pg_, options));

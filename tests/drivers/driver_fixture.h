@@ -19,13 +19,20 @@ enum class Driver { kPsycopg, kNodePg, kJdbc };
 struct Stack {
   // `extra_pool_lines`: more lines under "pool:", each indented two spaces.
   static Stack Transaction(int size, std::string extra_pool_lines = "") {
-    return Stack{size, "transaction", std::move(extra_pool_lines)};
+    return Stack{size, "transaction", std::move(extra_pool_lines), false};
   }
-  static Stack Session(int size) { return Stack{size, "session", ""}; }
+  static Stack Session(int size) { return Stack{size, "session", "", false}; }
+  // Besides app/secret (SCRAM): md5user/md5pw with auth_type md5 and trustuser (password
+  // trustpw, used only towards PostgreSQL) with auth_type trust.
+  Stack WithMoreUsers() && {
+    more_users = true;
+    return std::move(*this);
+  }
 
   int size;
   std::string mode;
   std::string extra_pool_lines;
+  bool more_users = false;
 };
 
 class DriverTest : public ::testing::Test {

@@ -30,6 +30,10 @@ TEST_F(JdbcTest, ServerAndShardyardErrorsKeepTheirSqlstate) {
   RunScenario(Driver::kJdbc, "errors", Stack::Transaction(1, "  query_wait_timeout: 1s\n"));
 }
 
+TEST_F(JdbcTest, ScramMd5AndTrustLoginsGetTheirOwnPools) {
+  RunScenario(Driver::kJdbc, "auth", Stack::Transaction(1).WithMoreUsers());
+}
+
 TEST_F(JdbcTest, SessionModeWithDefaultSettingsAndForcedBinary) {
   RunScenario(Driver::kJdbc, "session_mode", Stack::Session(3));
 }

@@ -128,6 +128,15 @@ async function scenarioTypes() {
     assert.deepEqual(r.fields.map((f) => f.format), ['binary', 'binary', 'binary', 'binary'])
     assert.deepEqual(r.rows[0], { i: 42, u: unicode, bo: true, a: false })
 
+    // An empty query, and 8 MB values both ways.
+    r = await c.query('')
+    assert.equal(r.command, null)
+    const big = Buffer.alloc(8 << 20, 'abcdefgh')
+    r = await c.query("SELECT md5($1::bytea) AS m, $1::bytea AS b, repeat('\u00e9', 4000000) AS t", [big])
+    assert.equal(r.rows[0].m, md5(big))
+    assert.ok(r.rows[0].b.equals(big), '8 MB result')
+    assert.equal(r.rows[0].t, '\u00e9'.repeat(4000000))
+
     // Row-limited Execute with Flush (what cursors do): the portal is resumed until done.
     const got = []
     await new Promise((resolve, reject) => {
@@ -540,6 +549,17 @@ async function scenarioErrors() {
   await refused({ user: 'nobody' }, '28P01', 'password authentication failed for user "nobody"')
 }
 
+async function scenarioAuth() {
+  // SCRAM (app), md5 (md5user) and trust (trustuser) logins, each with its own pool.
+  for (const [user, password] of [['app', 'secret'], ['md5user', 'md5pw'], ['trustuser', undefined]]) {
+    const c = await connect({ user, password })
+    assert.equal(await value(c, 'SELECT current_user'), user)
+    await c.end()
+  }
+  const bad = new pg.Client({ user: 'md5user', password: 'wrong' })
+  await rejects(() => bad.connect(), '28P01', 'md5 login with a wrong password')
+}
+
 async function scenarioSessionMode() {
   assert.equal(MODE, 'session')
   const a = await connect()
@@ -602,6 +622,7 @@ const scenarios = {
   copy: scenarioCopy,
   cancel: scenarioCancel,
   errors: scenarioErrors,
+  auth: scenarioAuth,
   session_mode: scenarioSessionMode,
   named_statements_in_transaction_mode: scenarioNamedStatementsInTransactionMode,
 }

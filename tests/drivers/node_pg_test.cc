@@ -38,6 +38,10 @@ TEST_F(NodePgTest, ServerAndShardyardErrorsKeepTheirSqlstate) {
   RunScenario(Driver::kNodePg, "errors", Stack::Transaction(1, "  query_wait_timeout: 1s\n"));
 }
 
+TEST_F(NodePgTest, ScramMd5AndTrustLoginsGetTheirOwnPools) {
+  RunScenario(Driver::kNodePg, "auth", Stack::Transaction(1).WithMoreUsers());
+}
+
 TEST_F(NodePgTest, SessionModeKeepsNamedPreparedStatements) {
   RunScenario(Driver::kNodePg, "session_mode", Stack::Session(3));
 }

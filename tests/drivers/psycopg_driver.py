@@ -142,6 +142,17 @@ def scenario_types():
                             (40, 2, "\u00e5", "\u00df", None))
                 eq(cur.fetchone(), (42, "\u00e5\u00df", True), "inferred parameters")
 
+            # An empty query, and 8 MB values both ways in both formats.
+            eq(text_cur.execute("").pgresult.status, pq.ExecStatus.EMPTY_QUERY, "empty query")
+            big = bytes(range(256)) * (8 * 4096)
+            for cur in (text_cur, bin_cur):
+                cur.execute("SELECT md5(%s::bytea), %s::bytea, repeat('\u00e9', 4000000)",
+                            (big, big))
+                digest, echoed, text = cur.fetchone()
+                eq(digest, hashlib.md5(big).hexdigest(), "8 MB parameter")
+                eq(echoed == big, True, "8 MB result")
+                eq(text == "\u00e9" * 4000000, True, "8 MB text result")
+
         # Server-side (named) cursors are transaction-scoped: fine in transaction mode.
         with connect() as tx_conn:
             with tx_conn.cursor(name="big_cursor") as named:
@@ -343,6 +354,20 @@ def scenario_session_params():
         a.execute("SET application_name = 'client-a2'")
         eq(a.execute("SHOW application_name").fetchone()[0], "client-a2", "a's new name")
         eq(b.execute("SHOW application_name").fetchone()[0], "client-b", "b's name")
+        # A client in another encoding shares the server with UTF8 clients.
+        with connect(autocommit=True, client_encoding="LATIN1") as latin:
+            eq(latin.info.encoding, "iso8859-1", "psycopg's encoding")
+            latin.execute("CREATE TABLE enc (v text)")
+            latin.execute("INSERT INTO enc VALUES (%s)", ("caf\u00e9 \u00fc\u00df",))
+            for _ in range(2):
+                eq(b.execute("SELECT v, octet_length(v) FROM enc").fetchone(),
+                   ("caf\u00e9 \u00fc\u00df", 10), "UTF8 client reads it")
+                eq(latin.execute("SELECT v, current_setting('client_encoding') FROM enc")
+                   .fetchone(), ("caf\u00e9 \u00fc\u00df", "LATIN1"), "LATIN1 reads it")
+            e = raises(errors.UntranslatableCharacter,
+                       lambda: latin.execute("SELECT chr(26085)"), "not in LATIN1")
+            eq(e.sqlstate, "22P05", "untranslatable character")
+            eq(b.execute("SELECT chr(26085)").fetchone(), ("\u65e5",), "UTF8 client")
         # A fresh client gets the server's defaults, not what others set.
         with connect(autocommit=True) as c:
             eq(c.execute("SHOW TimeZone").fetchone()[0], b.execute(
@@ -568,6 +593,16 @@ def shardyard_errors():
     check('FATAL:  password authentication failed for user "app"' in str(e), f"password: {e}")
     e = raises(psycopg.OperationalError, lambda: connect(user="nobody"), "unknown user")
     check('FATAL:  password authentication failed for user "nobody"' in str(e), f"user: {e}")
+
+
+def scenario_auth():
+    """SCRAM (app), md5 (md5user) and trust (trustuser) logins, each with its own pool."""
+    for user, password in (("app", "secret"), ("md5user", "md5pw"), ("trustuser", None)):
+        with connect(user=user, password=password, autocommit=True) as conn:
+            eq(conn.execute("SELECT current_user").fetchone(), (user,), f"{user} logged in")
+            eq(conn.info.parameter_status("is_superuser"), "off", "is_superuser")
+    e = raises(psycopg.OperationalError, lambda: connect(user="md5user", password="wrong"), "md5")
+    check('password authentication failed for user "md5user"' in str(e), f"md5: {e}")
 
 
 async def async_main():

@@ -30,6 +30,10 @@ TEST_F(PsycopgTest, ServerAndShardyardErrorsKeepTheirSqlstate) {
   RunScenario(Driver::kPsycopg, "errors", Stack::Transaction(1, "  query_wait_timeout: 1s\n"));
 }
 
+TEST_F(PsycopgTest, ScramMd5AndTrustLoginsGetTheirOwnPools) {
+  RunScenario(Driver::kPsycopg, "auth", Stack::Transaction(1).WithMoreUsers());
+}
+
 TEST_F(PsycopgTest, FortyAsyncConnectionsOverThreeServers) {
   RunScenario(Driver::kPsycopg, "async", Stack::Transaction(3));
 }
