@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -20,29 +21,81 @@
 
 #include "common/strings.h"
 
+extern char** environ;
+
 namespace shardyard::testing {
 namespace {
 
-// Switches the (forked) child to the postgres user; only called when root.
-void BecomePostgres() {
-  struct passwd* pw = getpwnam("postgres");
-  if (pw == nullptr) _exit(126);
-  if (initgroups("postgres", pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-      setuid(pw->pw_uid) != 0) {
-    _exit(126);
+// Everything a child needs, prepared before fork(): a multi-threaded parent's child may only
+// make async-signal-safe calls (no getpwnam, setenv or malloc) until it execs.
+struct ChildSpec {
+  std::vector<std::string> argv_storage;
+  std::vector<std::string> env_storage;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::string program;  // resolved path
+  bool drop_to_postgres = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+std::string ResolveProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = getenv("PATH");
+  for (std::string_view dir : Split(path ? path : "/usr/bin:/bin", ':', true)) {
+    std::string candidate = Cat(dir, "/", name);
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  setenv("HOME", pw->pw_dir, 1);
-  setenv("USER", "postgres", 1);
+  return name;
 }
 
-[[noreturn]] void ExecChild(const std::vector<std::string>& argv,
-                            const std::map<std::string, std::string>& env, bool as_postgres) {
-  for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-  if (as_postgres && IsRoot()) BecomePostgres();
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
+ChildSpec PrepareChild(const std::vector<std::string>& argv,
+                       const std::map<std::string, std::string>& env, bool as_postgres) {
+  ChildSpec spec;
+  spec.argv_storage = argv;
+  spec.program = ResolveProgram(argv[0]);
+  std::map<std::string, std::string> merged;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string_view::npos) merged[std::string(kv.substr(0, eq))] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : env) merged[k] = v;
+  if (as_postgres && IsRoot()) {
+    struct passwd* pw = getpwnam("postgres");
+    if (pw != nullptr) {
+      spec.drop_to_postgres = true;
+      spec.uid = pw->pw_uid;
+      spec.gid = pw->pw_gid;
+      int n = 64;
+      spec.groups.resize(static_cast<size_t>(n));
+      if (getgrouplist("postgres", pw->pw_gid, spec.groups.data(), &n) < 0) {
+        spec.groups.resize(static_cast<size_t>(n));
+        getgrouplist("postgres", pw->pw_gid, spec.groups.data(), &n);
+      }
+      spec.groups.resize(static_cast<size_t>(n));
+      merged["HOME"] = pw->pw_dir;
+      merged["USER"] = "postgres";
+    }
+  }
+  for (const auto& [k, v] : merged) spec.env_storage.push_back(Cat(k, "=", v));
+  for (auto& a : spec.argv_storage) spec.argv.push_back(a.data());
+  spec.argv.push_back(nullptr);
+  for (auto& e : spec.env_storage) spec.envp.push_back(e.data());
+  spec.envp.push_back(nullptr);
+  return spec;
+}
+
+// Runs in the forked child: only async-signal-safe calls.
+[[noreturn]] void ExecChild(ChildSpec& spec) {
+  if (spec.drop_to_postgres) {
+    if (setgroups(spec.groups.size(), spec.groups.data()) != 0 || setgid(spec.gid) != 0 ||
+        setuid(spec.uid) != 0) {
+      _exit(126);
+    }
+  }
+  execve(spec.program.c_str(), spec.argv.data(), spec.envp.data());
   _exit(127);
 }
 
@@ -57,6 +110,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   int out_pipe[2];
   int in_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(in_pipe) != 0) return result;
+  ChildSpec spec = PrepareChild(argv, env, as_postgres);
   pid_t pid = fork();
   if (pid < 0) return result;
   if (pid == 0) {
@@ -67,7 +121,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
     close(out_pipe[1]);
     close(in_pipe[0]);
     close(in_pipe[1]);
-    ExecChild(argv, env, as_postgres);
+    ExecChild(spec);
   }
   close(out_pipe[1]);
   close(in_pipe[0]);
@@ -96,6 +150,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const std::vector<std::str
                                                       const std::map<std::string, std::string>& env) {
   int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::InternalError(Cat("cannot open ", log_path));
+  ChildSpec spec = PrepareChild(argv, env, false);
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
@@ -103,7 +158,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const std::vector<std::str
     dup2(fd, STDERR_FILENO);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, STDIN_FILENO);
-    ExecChild(argv, env, false);
+    ExecChild(spec);
   }
   close(fd);
   return std::unique_ptr<Daemon>(new Daemon(pid, log_path));
