@@ -597,7 +597,9 @@ def shardyard_errors():
 
 def scenario_auth():
     """SCRAM (app), md5 (md5user) and trust (trustuser) logins, each with its own pool."""
-    for user, password in (("app", "secret"), ("md5user", "md5pw"), ("trustuser", None)):
+    # PostgreSQL itself asks trustuser for its password (trustpw); Shardyard does not.
+    trust_password = None if POOLED else "trustpw"
+    for user, password in (("app", "secret"), ("md5user", "md5pw"), ("trustuser", trust_password)):
         with connect(user=user, password=password, autocommit=True) as conn:
             eq(conn.execute("SELECT current_user").fetchone(), (user,), f"{user} logged in")
             eq(conn.info.parameter_status("is_superuser"), "off", "is_superuser")
