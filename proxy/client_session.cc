@@ -971,7 +971,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
                mode_ != config::PoolMode::kSession) {
       pool_->Release(server);
     } else {
-      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_});
+      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, scanner_});
     }
   }
   error_code ignored;

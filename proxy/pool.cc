@@ -235,7 +235,7 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
     // A request may still be running (and holding locks): cancel it, then read what it owes.
     ForwardCancel(server);
     absl::Status st = co_await server->RunInternal(messages, 0);
-    if (st.ok()) st = co_await server->Drain(ready);
+    if (st.ok()) st = co_await server->Drain(ready, state.scanner);
     if (!st.ok()) server->set_unusable();
     // Let the cancel land before anything else runs on this backend.
     asio::steady_timer wait(executor_);

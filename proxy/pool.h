@@ -14,6 +14,7 @@
 #include "pool/session_params.h"
 #include "proxy/asio.h"
 #include "proxy/server_conn.h"
+#include "wire/backend_scanner.h"
 
 namespace shardyard::proxy {
 
@@ -23,6 +24,9 @@ struct ResetState {
   int pending_ready = 0;  // ReadyForQuery messages still owed for forwarded requests
   bool unsynced = false;  // extended-protocol messages sent after the last Sync
   bool copy_in = false;   // the server is waiting for COPY data
+  // Where the session stopped reading the server's stream (possibly mid-message); it must
+  // see ReadyForQuery (Z), CopyInResponse (G) and ParameterStatus (S).
+  wire::BackendScanner scanner{"ZGS"};
 };
 
 // Per-pool numbers for logs and (later) metrics.

@@ -310,8 +310,7 @@ Task<absl::Status> ServerConn::RunInternal(const std::string& messages, int read
   co_return first_error;
 }
 
-Task<absl::Status> ServerConn::Drain(int ready_count) {
-  wire::BackendScanner scanner("ZGS");
+Task<absl::Status> ServerConn::Drain(int ready_count, wire::BackendScanner& scanner) {
   // Bytes already buffered by internal reads come first.
   std::string pending = TakeBuffered();
   std::string chunk(16384, '\0');

@@ -13,6 +13,7 @@
 #include "pool/pool_core.h"
 #include "pool/session_params.h"
 #include "proxy/asio.h"
+#include "wire/backend_scanner.h"
 #include "wire/messages.h"
 
 namespace shardyard::proxy {
@@ -49,8 +50,9 @@ class ServerConn {
   Task<absl::Status> RunInternal(const std::string& messages, int ready_count);
 
   // Reads and discards replies until `ready_count` ReadyForQuery messages (a client left with
-  // requests outstanding). Answers a CopyInResponse with CopyFail.
-  Task<absl::Status> Drain(int ready_count);
+  // requests outstanding), continuing from `scanner`'s position in the stream (the pump may have
+  // stopped in the middle of a message). Answers a CopyInResponse with CopyFail.
+  Task<absl::Status> Drain(int ready_count, wire::BackendScanner& scanner);
 
   // True if the server closed the connection or sent something while idle (checked without
   // blocking just before the connection is handed to a client).

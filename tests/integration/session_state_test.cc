@@ -190,6 +190,24 @@ TEST_F(SessionStateTest, ClientKilledDuringCopyInLeavesNoRowsAndACleanConnection
   EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
 }
 
+TEST_F(SessionStateTest, ClientKilledWithUnreadResultsLeavesACleanConnection) {
+  StartWith("  size: 1\n");
+  for (const std::string sql : {"SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g",
+                                "COPY (SELECT g, repeat('y', 200) FROM generate_series(1, 2000000) g) "
+                                "TO STDOUT"}) {
+    // The child sends the query and never reads the (hundreds of MB of) results.
+    RunAndKillChild(sql, /*async=*/true);
+    auto killed_at = std::chrono::steady_clock::now();
+    PgConn next = Client();
+    EXPECT_EQ(*QueryValue(next.get(), "SELECT 'clean'"), "clean") << sql;
+    EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+    EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 5s) << "cancelled, not read to the end";
+    EXPECT_LE(CountBackends(*pg_, "app"), 1);
+  }
+  EXPECT_THAT(sy_->Log(), ::testing::Not(HasSubstr("could not return the server to a clean state")))
+      << "the connection was drained and reused, not closed";
+}
+
 TEST_F(SessionStateTest, TerminateInsideATransactionRollsItBack) {
   StartWith("  size: 1\n");
   {
