@@ -24,6 +24,13 @@ using error_code = boost::system::error_code;
 template <typename T = void>
 using Task = asio::awaitable<T>;
 
+// The executor every session's strand wraps.
+using IoExecutor = asio::io_context::executor_type;
+using Strand = asio::strand<IoExecutor>;
+// Client sockets use the plain io_context executor (an 8-byte handle): each pending
+// operation stores a copy, and an idle client always has one pending.
+using ClientSocket = asio::basic_stream_socket<tcp, IoExecutor>;
+
 // co_await op(..., kAwait) yields a tuple (error_code, ...) instead of throwing.
 inline constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 

@@ -72,15 +72,13 @@ std::string MockSalt(std::string_view user) {
 
 }  // namespace
 
-ClientSession::ClientSession(Daemon& daemon, tcp::socket socket, uint64_t id)
+ClientSession::ClientSession(Daemon& daemon, ClientSocket socket, Strand strand, uint64_t id)
     : daemon_(daemon),
       socket_(std::move(socket)),
+      strand_(std::move(strand)),
       id_(id),
-      pump_done_(socket_.get_executor()),
       scanner_(kPumpTypes) {
   error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  peer_ = ec ? "?" : Cat(ep.address().to_string(), ":", ep.port());
   socket_.set_option(tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
 }
@@ -90,20 +88,26 @@ ClientSession::~ClientSession() {
   if (admitted_) daemon_.ClientGone();
 }
 
+std::string ClientSession::Peer() const {
+  error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  return ec ? std::string("?") : Cat(ep.address().to_string(), ":", ep.port());
+}
+
 std::string ClientSession::Describe() const {
-  if (user_.empty()) return Cat("C-", id_, " ", peer_);
-  return Cat("C-", id_, " ", peer_, " ", database_, "/", user_);
+  if (user_.empty()) return Cat("C-", id_, " ", Peer());
+  return Cat("C-", id_, " ", Peer(), " ", database_, "/", user_);
 }
 
 void ClientSession::Start() {
-  Spawn(socket_.get_executor(), [self = shared_from_this()]() { return self->Run(); },
+  Spawn(strand_, [self = shared_from_this()]() { return self->Run(); },
         "client session");
 }
 
 void ClientSession::Cancel() {
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    if (self->waiting_ && self->pool_ != nullptr) {
-      self->pool_->CancelWait(self->waiter_,
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->waiter_ != nullptr && self->pool_ != nullptr) {
+      self->pool_->CancelWait(*self->waiter_,
                               PgErrorStatus(absl::StatusCode::kCancelled, sqlstate::kQueryCanceled,
                                             "canceling statement due to user request"));
     } else if (self->attached_ != nullptr && (self->pending_ready_ > 0 || self->unsynced_)) {
@@ -115,7 +119,7 @@ void ClientSession::Cancel() {
 }
 
 void ClientSession::Shutdown(bool immediate) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), immediate] {
+  asio::post(strand_, [self = shared_from_this(), immediate] {
     self->shutdown_requested_ = true;
     if (immediate) self->shutdown_now_ = true;
     if (immediate || self->attached_ == nullptr || self->mode_ == config::PoolMode::kSession) {
@@ -130,10 +134,7 @@ void ClientSession::Shutdown(bool immediate) {
 
 void ClientSession::RearmClientTimers() {
   if (pending_ready_ > 0 || unsynced_ || !logged_in_) return;
-  bool in_transaction = attached_ != nullptr && server_tx_ != TxStatus::kIdle;
-  Duration timeout = in_transaction ? config_->pool.idle_transaction_timeout
-                                    : config_->pool.client_idle_timeout;
-  if (timeout.count() > 0) WakeMain();
+  if (ClientTimer().first.count() > 0) WakeMain();
 }
 
 void ClientSession::WakeMain() {
@@ -144,25 +145,7 @@ void ClientSession::WakeMain() {
 Task<> ClientSession::Run() {
   config_ = daemon_.config();
   max_message_size_ = static_cast<uint32_t>(config_->max_message_size);
-  // The whole startup phase is bounded by client_login_timeout: when it fires, the pending
-  // client read (or wait for a server) is interrupted and Startup returns.
-  asio::steady_timer login_timer(socket_.get_executor());
-  if (config_->client_login_timeout.count() > 0) {
-    login_timer.expires_after(config_->client_login_timeout);
-    login_timer.async_wait([self = shared_from_this()](const error_code& ec) {
-      if (ec || self->logged_in_) return;
-      self->login_timed_out_ = true;
-      self->WakeMain();
-      if (self->waiting_) {
-        self->pool_->CancelWait(self->waiter_, absl::DeadlineExceededError("login timeout"));
-      }
-    });
-  }
-  absl::Status st = co_await Startup();
-  login_timer.cancel();
-  if (login_timed_out_) {
-    st = Fatal(sqlstate::kProtocolViolation, "client_login_timeout expired during login");
-  }
+  absl::Status st = co_await StartupWithTimeout();
   if (!st.ok()) {
     CloseReason reason = CloseReason::kClientLoginRejected;
     switch (st.code()) {
@@ -182,12 +165,35 @@ Task<> ClientSession::Run() {
     co_return;
   }
   logged_in_ = true;
-  CloseReason reason = co_await Serve();
-  co_await Finish(reason, close_error_);
+  // Input the client sent right behind its login is handled at once; then it idles.
+  co_await Activate(WaitResult::kInterrupted);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Startup
+
+Task<absl::Status> ClientSession::StartupWithTimeout() {
+  // When client_login_timeout fires, the pending client read (or wait for a server) is
+  // interrupted and Startup returns.
+  asio::steady_timer login_timer(strand_);
+  if (config_->client_login_timeout.count() > 0) {
+    login_timer.expires_after(config_->client_login_timeout);
+    login_timer.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->logged_in_) return;
+      self->login_timed_out_ = true;
+      self->WakeMain();
+      if (self->waiter_ != nullptr) {
+        self->pool_->CancelWait(*self->waiter_, absl::DeadlineExceededError("login timeout"));
+      }
+    });
+  }
+  absl::Status st = co_await Startup();
+  login_timer.cancel();
+  if (login_timed_out_) {
+    st = Fatal(sqlstate::kProtocolViolation, "client_login_timeout expired during login");
+  }
+  co_return st;
+}
 
 Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage(
     bool* cancel_request) {
@@ -225,7 +231,7 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
         if (auto target = daemon_.clients().Find(cancel->process_id, cancel->secret_key)) {
           target->Cancel();
         } else {
-          SY_LOG_DEBUG("C-%d %s cancel request for unknown key dropped", id_, peer_);
+          SY_LOG_DEBUG("C-%d %s cancel request for unknown key dropped", id_, Peer());
         }
       }
       *cancel_request = true;
@@ -295,8 +301,8 @@ Task<absl::Status> ClientSession::Startup() {
   if (database_.empty()) database_ = user_;
   int minor = startup->protocol_version & 0xffff;
   if (minor > 0 || !unrecognized_protocol_options.empty()) {
-    out_.clear();
-    wire::Encode(wire::be::NegotiateProtocolVersion{0, unrecognized_protocol_options}, &out_);
+    Out().clear();
+    wire::Encode(wire::be::NegotiateProtocolVersion{0, unrecognized_protocol_options}, &Out());
     if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
   }
 
@@ -311,7 +317,7 @@ Task<absl::Status> ClientSession::Startup() {
   }
   auto pool = daemon_.PoolFor(*config_, *db, user_);
   if (!pool.ok()) co_return AsFatal(pool.status());
-  pool_ = *std::move(pool);
+  pool_ = pool->get();
   mode_ = pool_->mode();
 
   std::tie(process_id_, secret_key_) = daemon_.clients().Register(shared_from_this());
@@ -352,7 +358,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
   const absl::Status failed =
       PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
                     Cat("password authentication failed for user \"", user_name, "\""));
-  out_.clear();
+  Out().clear();
   switch (method) {
     case config::AuthType::kTrust:
       if (user == nullptr) {
@@ -364,7 +370,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
     case config::AuthType::kMd5: {
       std::string salt(4, '\0');
       crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt.data()), 4});
-      wire::Encode(Authentication{Authentication::kMd5Password, salt, {}}, &out_);
+      wire::Encode(Authentication{Authentication::kMd5Password, salt, {}}, &Out());
       if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
       std::string body;
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
@@ -385,7 +391,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
         crypto::RandomBytes(secret.stored_key);
         crypto::RandomBytes(secret.server_key);
       }
-      wire::Encode(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256"}}, &out_);
+      wire::Encode(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256"}}, &Out());
       if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
       std::string body;
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
@@ -400,7 +406,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       wire::ScramServerExchange scram(secret);
       auto server_first = scram.HandleClientFirst(*initial->data);
       if (!server_first.ok()) co_return server_first.status();
-      wire::Encode(Authentication{Authentication::kSaslContinue, *server_first, {}}, &out_);
+      wire::Encode(Authentication{Authentication::kSaslContinue, *server_first, {}}, &Out());
       if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
       auto server_final = scram.HandleClientFinal(body);
@@ -409,7 +415,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
         co_return server_final.status();
       }
       if (user == nullptr) co_return failed;
-      wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &out_);
+      wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &Out());
       // Remember the proved ClientKey: it lets pools log in to servers storing this secret.
       if (user->password.starts_with("SCRAM-SHA-256$") && user->server_password.empty()) {
         auto keys = std::make_shared<ScramClientKeys>();
@@ -425,15 +431,16 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       break;
     }
   }
-  wire::Encode(Authentication{Authentication::kOk, "", {}}, &out_);
+  wire::Encode(Authentication{Authentication::kOk, "", {}}, &Out());
   if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
   co_return absl::OkStatus();
 }
 
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
-  waiting_ = true;
-  auto result = co_await pool_->Acquire(waiter_);
-  waiting_ = false;
+  Pool::Waiter waiter;
+  waiter_ = &waiter;
+  auto result = co_await pool_->Acquire(waiter);
+  waiter_ = nullptr;
   co_return result;
 }
 
@@ -482,12 +489,12 @@ Task<absl::Status> ClientSession::Welcome(
     pool_->Release(server);
   }
 
-  out_.clear();
+  Out().clear();
   for (const auto& [name, value] : params_->entries()) {
-    if (pool::IsReportedParam(name)) wire::Encode(wire::be::ParameterStatus{name, value}, &out_);
+    if (pool::IsReportedParam(name)) wire::Encode(wire::be::ParameterStatus{name, value}, &Out());
   }
-  wire::Encode(wire::be::BackendKeyData{process_id_, secret_key_}, &out_);
-  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+  wire::Encode(wire::be::BackendKeyData{process_id_, secret_key_}, &Out());
+  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
   if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
   co_return absl::OkStatus();
 }
@@ -529,35 +536,81 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
 // ---------------------------------------------------------------------------------------------
 // Serving
 
-Task<CloseReason> ClientSession::Serve() {
-  while (true) {
-    if (!co_await ProcessInput()) co_return close_reason_;
-    // Why might we stop? The server failed, or we are shutting down.
-    if (!server_failed_.ok()) co_return CloseReason::kClientServerFailed;
-    if (shutdown_now_) co_return CloseReason::kClientShutdown;
-    if (shutdown_requested_ && attached_ == nullptr) co_return CloseReason::kClientShutdown;
-    if (shutdown_requested_ && mode_ == config::PoolMode::kSession && pending_ready_ == 0 &&
-        !unsynced_ && server_tx_ == TxStatus::kIdle) {
-      co_return CloseReason::kClientShutdown;
-    }
-    if (client_write_failed_) co_return CloseReason::kClientIoError;
-
-    WaitResult w = co_await WaitClient();
-    if (w == WaitResult::kReadable) w = ReadClient();
-    switch (w) {
-      case WaitResult::kReadable:
-      case WaitResult::kInterrupted:
-        break;
-      case WaitResult::kClosed:
-        co_return CloseReason::kClientEof;
-      case WaitResult::kFailed:
-        co_return CloseReason::kClientIoError;
-      case WaitResult::kIdleTimeout:
-        co_return CloseReason::kClientIdleTimeout;
-      case WaitResult::kIdleTransactionTimeout:
-        co_return CloseReason::kIdleTransactionTimeout;
-    }
+std::optional<CloseReason> ClientSession::PendingEnd() const {
+  if (!server_failed_.ok()) return CloseReason::kClientServerFailed;
+  if (client_write_failed_) return CloseReason::kClientIoError;
+  if (shutdown_now_) return CloseReason::kClientShutdown;
+  if (shutdown_requested_ && attached_ == nullptr) return CloseReason::kClientShutdown;
+  if (shutdown_requested_ && mode_ == config::PoolMode::kSession && pending_ready_ == 0 &&
+      !unsynced_ && server_tx_ == TxStatus::kIdle) {
+    return CloseReason::kClientShutdown;
   }
+  return std::nullopt;
+}
+
+void ClientSession::ArmClientWait() {
+  in_.ReleaseIfEmpty();  // idle clients hold no buffer
+  auto [timeout, on_timeout] = ClientTimer();
+  if (timeout.count() == 0) {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+      self->OnClientEvent(ec == asio::error::operation_aborted ? WaitResult::kInterrupted
+                          : ec                                 ? WaitResult::kFailed
+                                                               : WaitResult::kReadable);
+    });
+    return;
+  }
+  Spawn(
+      strand_,
+      [self = shared_from_this(), timeout, on_timeout]() -> Task<> {
+        WaitResult w = co_await self->WaitClientWithTimeout(timeout, on_timeout);
+        if (!self->finished_) co_await self->Activate(w);
+      },
+      "client wait");
+}
+
+void ClientSession::OnClientEvent(WaitResult result) {
+  if (finished_) return;
+  Spawn(strand_, [self = shared_from_this(), result]() {
+    return self->Activate(result);
+  }, "client activation");
+}
+
+Task<> ClientSession::Activate(WaitResult result) {
+  if (result == WaitResult::kReadable) result = ReadClient();
+  std::optional<CloseReason> end;
+  switch (result) {
+    case WaitResult::kReadable:
+    case WaitResult::kInterrupted:
+      break;
+    case WaitResult::kClosed:
+      end = CloseReason::kClientEof;
+      break;
+    case WaitResult::kFailed:
+      end = CloseReason::kClientIoError;
+      break;
+    case WaitResult::kIdleTimeout:
+      end = CloseReason::kClientIdleTimeout;
+      break;
+    case WaitResult::kIdleTransactionTimeout:
+      end = CloseReason::kIdleTransactionTimeout;
+      break;
+  }
+  if (!end) end = PendingEnd();
+  if (!end && !co_await ProcessInput()) end = close_reason_;
+  if (!end) end = PendingEnd();
+  if (end) {
+    co_await Finish(*end, close_error_);
+    co_return;
+  }
+  ArmClientWait();
+  // The server connection this activation lent has no pump yet: this coroutine becomes it.
+  if (attached_ != nullptr && !pump_running_) co_await Pump();
+}
+
+void ClientSession::EnsurePump() {
+  if (pump_running_ || attached_ == nullptr) return;
+  pump_running_ = true;  // claimed now, so no second pump starts before this one runs
+  Spawn(strand_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
 }
 
 bool ClientSession::EndSession(CloseReason reason, absl::Status error) {
@@ -615,8 +668,11 @@ Task<bool> ClientSession::ProcessInput() {
           break;
       }
       run += f.size;
-      // Bound what is held before writing (a long COPY stream arrives as many messages).
+      // Bound what is held before writing (a long COPY stream arrives as many messages). More
+      // input may follow this write, so the pump must already be reading the server's replies:
+      // a server blocked on its own output would otherwise stop reading ours.
       if (run >= wire::ByteBuffer::kBlockSize) {
+        EnsurePump();
         if (!co_await ForwardRun(run)) co_return true;
         run = 0;
       }
@@ -624,6 +680,7 @@ Task<bool> ClientSession::ProcessInput() {
     }
     // A message Shardyard handles itself ends the current run.
     if (run > 0) {
+      EnsurePump();
       if (!co_await ForwardRun(run)) co_return true;
       run = 0;
     }
@@ -632,8 +689,8 @@ Task<bool> ClientSession::ProcessInput() {
     if (skip_until_sync_) {
       if (type == 'S') {
         skip_until_sync_ = false;
-        out_.clear();
-        wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+        Out().clear();
+        wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
         if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
       }
       continue;
@@ -681,10 +738,6 @@ Task<absl::Status> ClientSession::Attach() {
       unsynced_ = false;
       copy_in_ = false;
       scanner_.Reset();
-      pump_running_ = true;
-      pump_done_.Reset();
-      Spawn(socket_.get_executor(), [self = shared_from_this()]() { return self->Pump(); },
-            "pump");
       co_return absl::OkStatus();
     }
     // The server refused the client's settings: a fresh connection gets one more try.
@@ -699,10 +752,10 @@ Task<absl::Status> ClientSession::Attach() {
 }
 
 void ClientSession::FailRequest(char type, const absl::Status& status) {
-  out_.clear();
-  wire::AppendErrorResponse(status, &out_);
+  Out().clear();
+  wire::AppendErrorResponse(status, &Out());
   if (type == 'Q' || type == 'F' || type == 'S') {
-    wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &out_);
+    wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
   } else {
     // Extended protocol: like PostgreSQL, ignore everything up to the next Sync.
     skip_until_sync_ = true;
@@ -714,6 +767,7 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 // The server → client pump
 
 Task<> ClientSession::Pump() {
+  pump_running_ = true;
   ServerConn* server = attached_;
   std::string leftover = server->TakeBuffered();
   if (!leftover.empty()) pump_buf_.Append(leftover);
@@ -735,7 +789,7 @@ Task<> ClientSession::Pump() {
       }
       pump_buf_.CommitWrite(n);
     }
-    cut_at_ = std::string::npos;
+    cut_at_ = kNoCut;
     absl::Status st = scanner_.Scan(pump_buf_.data(), [this](char type, std::string_view body,
                                                              size_t end) {
       OnServerMessage(type, body, end);
@@ -747,17 +801,17 @@ Task<> ClientSession::Pump() {
       break;
     }
     std::string_view chunk = pump_buf_.data();
-    if (cut_at_ != std::string::npos) {
+    if (cut_at_ != kNoCut) {
       // Replace what follows (the ReadyForQuery) with the error that ends the session.
-      out_.assign(chunk.substr(0, cut_at_));
-      wire::AppendErrorResponse(server_failed_, &out_);
+      Out().assign(chunk.substr(0, cut_at_));
+      wire::AppendErrorResponse(server_failed_, &Out());
       server_sent_fatal_ = true;
-      chunk = out_;
+      chunk = Out();
     }
     auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()),
                                                 kAwait);
     pump_buf_.Clear();
-    if (cut_at_ != std::string::npos) out_.clear();
+    if (cut_at_ != kNoCut) out_.reset();
     if (wec) {
       if (!stopping_) {
         client_write_failed_ = true;
@@ -782,7 +836,6 @@ Task<> ClientSession::Pump() {
   }
   pump_buf_.ReleaseIfEmpty();
   pump_running_ = false;
-  pump_done_.Set();
 }
 
 void ClientSession::OnServerMessage(char type, std::string_view body, size_t end) {
@@ -800,7 +853,7 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
                                        sqlstate::kFeatureNotSupported,
                                        "transaction blocks not allowed in statement pooling mode");
         // The client must not see ReadyForQuery 'T' (a transaction it cannot keep).
-        if (end >= 6) cut_at_ = end - 6;
+        if (end >= 6) cut_at_ = static_cast<uint32_t>(end - 6);
       }
       break;
     case 'S':
@@ -844,30 +897,33 @@ void ClientSession::ReleaseServer() {
 // ---------------------------------------------------------------------------------------------
 // Client I/O
 
-Task<ClientSession::WaitResult> ClientSession::WaitClient() {
-  Duration timeout(0);
-  WaitResult on_timeout = WaitResult::kIdleTimeout;
-  if (logged_in_) {
-    bool in_transaction = attached_ != nullptr && pending_ready_ == 0 && !unsynced_ &&
-                          server_tx_ != TxStatus::kIdle;
-    bool idle = attached_ == nullptr ||
-                (pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle);
-    if (in_transaction && config_->pool.idle_transaction_timeout.count() > 0) {
-      timeout = config_->pool.idle_transaction_timeout;
-      on_timeout = WaitResult::kIdleTransactionTimeout;
-    } else if (idle && config_->pool.client_idle_timeout.count() > 0) {
-      timeout = config_->pool.client_idle_timeout;
-    }
+std::pair<Duration, ClientSession::WaitResult> ClientSession::ClientTimer() const {
+  if (!logged_in_) return {Duration(0), WaitResult::kIdleTimeout};
+  bool quiet = pending_ready_ == 0 && !unsynced_;
+  bool in_transaction = attached_ != nullptr && quiet && server_tx_ != TxStatus::kIdle;
+  bool idle = attached_ == nullptr || (quiet && server_tx_ == TxStatus::kIdle);
+  if (in_transaction && config_->pool.idle_transaction_timeout.count() > 0) {
+    return {config_->pool.idle_transaction_timeout, WaitResult::kIdleTransactionTimeout};
   }
+  if (idle && config_->pool.client_idle_timeout.count() > 0) {
+    return {config_->pool.client_idle_timeout, WaitResult::kIdleTimeout};
+  }
+  return {Duration(0), WaitResult::kIdleTimeout};
+}
+
+Task<ClientSession::WaitResult> ClientSession::WaitClient() {
   // No buffer is held while waiting: idle clients cost no buffer memory.
   in_.ReleaseIfEmpty();
-  if (timeout.count() == 0) {
-    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kAwait);
-    if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
-    if (ec) co_return WaitResult::kFailed;
-    co_return WaitResult::kReadable;
-  }
-  asio::steady_timer timer(socket_.get_executor());
+  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kAwait);
+  if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
+  if (ec) co_return WaitResult::kFailed;
+  co_return WaitResult::kReadable;
+}
+
+Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration timeout,
+                                                                     WaitResult on_timeout) {
+  in_.ReleaseIfEmpty();
+  asio::steady_timer timer(strand_);
   timer.expires_after(timeout);
   auto r = co_await (socket_.async_wait(tcp::socket::wait_read, kAwait) ||
                      timer.async_wait(kAwait));
@@ -911,9 +967,10 @@ Task<bool> ClientSession::WriteClient(std::string_view bytes) {
 }
 
 Task<bool> ClientSession::FlushOut() {
-  if (out_.empty()) co_return true;
-  bool ok = co_await WriteClient(out_);
-  out_.clear();
+  if (out_ == nullptr || out_->empty()) co_return true;
+  bool ok = co_await WriteClient(*out_);
+  // Messages Shardyard writes itself are rare after login: keep no buffer around.
+  out_.reset();
   co_return ok;
 }
 
@@ -921,6 +978,7 @@ Task<bool> ClientSession::FlushOut() {
 // The end
 
 Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
+  finished_ = true;
   absl::Status fatal = error;
   // Stop the pump before anything else writes to the client or touches the server.
   if (pump_running_) {
@@ -928,7 +986,8 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     error_code ignored;
     if (attached_ != nullptr) attached_->socket().cancel(ignored);
     socket_.cancel(ignored);
-    co_await pump_done_.Wait();
+    // Both coroutines share the strand: yield until the pump has seen its cancellation.
+    while (pump_running_) co_await asio::post(strand_, asio::use_awaitable);
   }
   if (fatal.ok()) {
     switch (reason) {
@@ -957,8 +1016,8 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     }
   }
   if (!fatal.ok() && !client_write_failed_) {
-    out_.clear();
-    wire::AppendErrorResponse(fatal, &out_);
+    Out().clear();
+    wire::AppendErrorResponse(fatal, &Out());
     co_await FlushOut();
   }
   if (attached_ != nullptr) {
@@ -974,6 +1033,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
       pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, scanner_});
     }
   }
+  std::string who = Describe();  // while the socket can still say who the peer was
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
@@ -982,9 +1042,9 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
   if (!fatal.ok()) Append(&why, ": ", fatal.message());
   if (reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||
       reason == CloseReason::kCancelRequest) {
-    SY_LOG_DEBUG("%s closing because: %s", Describe(), why);
+    SY_LOG_DEBUG("%s closing because: %s", who, why);
   } else {
-    SY_LOG_INFO("%s closing because: %s", Describe(), why);
+    SY_LOG_INFO("%s closing because: %s", who, why);
   }
 }
 

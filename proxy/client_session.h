@@ -2,6 +2,7 @@
 // server connection per transaction (or per session/statement) and forwards bytes both ways.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -14,7 +15,6 @@
 #include "config/config.h"
 #include "pool/session_params.h"
 #include "proxy/asio.h"
-#include "proxy/event.h"
 #include "proxy/pool.h"
 #include "wire/backend_scanner.h"
 #include "wire/buffer.h"
@@ -27,9 +27,13 @@ class Daemon;
 
 // Contract: all members are touched only on the session's strand; the public entry points
 // (Cancel, Shutdown) may be called from any thread and post to it.
+//
+// An idle client has no coroutine: only a callback wait on its socket. Readability spawns an
+// activation that reads and forwards what arrived, arms the next wait, and — when it has just
+// lent the client a server connection — becomes that transaction's pump (server → client).
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(Daemon& daemon, tcp::socket socket, uint64_t id);
+  ClientSession(Daemon& daemon, ClientSocket socket, Strand strand, uint64_t id);
   ~ClientSession();
 
   void Start();
@@ -47,6 +51,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                           kInterrupted };
 
   Task<> Run();
+  // Startup bounded by client_login_timeout (the timer lives only while logging in).
+  Task<absl::Status> StartupWithTimeout();
 
   // Startup phase: through the first ReadyForQuery. A failure is sent to the client as FATAL.
   Task<absl::Status> Startup();
@@ -56,7 +62,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<absl::Status> Welcome(const std::vector<std::pair<std::string, std::string>>& settings);
 
   // Serving phase.
-  Task<CloseReason> Serve();
+  // Arms the wait for the client's next input: a plain callback (no coroutine frame) or, when an
+  // idle timer applies, a coroutine racing the socket against the timer.
+  void ArmClientWait();
+  void OnClientEvent(WaitResult result);
+  // Handles one wake-up: reads, forwards, re-arms the wait, and may become the pump.
+  Task<> Activate(WaitResult result);
+  // Why the session must end now, if it must (server failure, shutdown, a failed write).
+  std::optional<CloseReason> PendingEnd() const;
+  // Starts the pump unless it already runs (before a write that may not be the last one).
+  void EnsurePump();
   // Returns false when the session must end (close_reason_ / close_error_ say why).
   Task<bool> ProcessInput();
   bool EndSession(CloseReason reason, absl::Status error = absl::OkStatus());
@@ -71,8 +86,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void ReleaseServer();
   Task<> Finish(CloseReason reason, const absl::Status& error);
 
-  // Client I/O.
+  // Client I/O. Waiting costs no coroutine frame unless an idle timer applies.
   Task<WaitResult> WaitClient();
+  Task<WaitResult> WaitClientWithTimeout(Duration timeout, WaitResult on_timeout);
+  // The timer that applies to the client's current state (zero: none).
+  std::pair<Duration, WaitResult> ClientTimer() const;
   WaitResult ReadClient();
   Task<bool> WriteClient(std::string_view bytes);
   Task<bool> FlushOut();
@@ -84,11 +102,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<std::pair<ServerConn*, absl::Status>> AcquireServer();
 
   std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"
+  std::string Peer() const;      // "127.0.0.1:5555" (asked of the socket: not stored)
 
   Daemon& daemon_;
-  tcp::socket socket_;
+  ClientSocket socket_;
+  Strand strand_;  // every coroutine of this session runs here
   const uint64_t id_;
-  std::string peer_;
   int32_t process_id_ = 0;  // our BackendKeyData for this client
   int32_t secret_key_ = 0;
   bool registered_ = false;
@@ -96,13 +115,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<const config::Config> config_;
   std::string user_;
   std::string database_;
-  std::shared_ptr<Pool> pool_;
+  Pool* pool_ = nullptr;  // pools live as long as the daemon
   config::PoolMode mode_ = config::PoolMode::kTransaction;
   pool::SharedParams params_;
   bool logged_in_ = false;
 
   wire::ByteBuffer in_;
-  std::string out_;         // messages Shardyard itself sends, batched
+  // Messages Shardyard itself sends, batched; allocated only while in use (idle clients
+  // carry no buffers at all).
+  std::unique_ptr<std::string> out_;
+  std::string& Out() {
+    if (out_ == nullptr) out_ = std::make_unique<std::string>();
+    return *out_;
+  }
   uint32_t max_message_size_ = 0;
 
   // The server connection in use, and what it still owes.
@@ -114,14 +139,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool skip_until_sync_ = false;
 
   bool pump_running_ = false;
+  // Finish has begun: wake-ups no longer activate the session. Read off the strand by the
+  // socket-wait callback, hence atomic.
+  std::atomic<bool> finished_{false};
   bool stopping_ = false;
-  Event pump_done_;
   wire::BackendScanner scanner_;
   wire::ByteBuffer pump_buf_;
-  size_t cut_at_ = std::string::npos;  // forward the current chunk only up to here
+  uint32_t cut_at_ = kNoCut;  // forward the current chunk only up to here
+  static constexpr uint32_t kNoCut = ~uint32_t{0};
 
-  Pool::Waiter waiter_;
-  bool waiting_ = false;
+  Pool::Waiter* waiter_ = nullptr;  // set while waiting for a server (lives in that frame)
 
   absl::Status server_failed_;      // set by the pump
   bool server_sent_fatal_ = false;  // the server already told the client why

@@ -74,7 +74,7 @@ std::pair<int32_t, int32_t> ClientRegistry::Register(
     pid = next_;
     next_ = next_ >= 0x7ffffffe ? 1 : next_ + 1;
   } while (entries_.contains(pid));
-  entries_[pid] = Entry{session, key};
+  entries_[pid] = Entry{session.get(), key};
   return {pid, key};
 }
 
@@ -93,7 +93,7 @@ std::shared_ptr<ClientSession> ClientRegistry::Find(int32_t process_id, int32_t 
           {reinterpret_cast<const uint8_t*>(&secret_key), sizeof(secret_key)})) {
     return nullptr;
   }
-  return it->second.session.lock();
+  return it->second.session->weak_from_this().lock();
 }
 
 std::vector<std::shared_ptr<ClientSession>> ClientRegistry::All() {
@@ -101,7 +101,7 @@ std::vector<std::shared_ptr<ClientSession>> ClientRegistry::All() {
   std::lock_guard lock(mu_);
   out.reserve(entries_.size());
   for (auto& [pid, e] : entries_) {
-    if (auto s = e.session.lock()) out.push_back(std::move(s));
+    if (auto s = e.session->weak_from_this().lock()) out.push_back(std::move(s));
   }
   return out;
 }
@@ -114,7 +114,11 @@ Daemon::Daemon(std::shared_ptr<const config::Config> config, std::string config_
       io_(config_->EffectiveWorkers()),
       acceptor_(io_),
       signals_(io_, SIGHUP, SIGTERM, SIGINT),
-      maintenance_timer_(io_) {}
+      maintenance_timer_(io_) {
+  constexpr size_t kStrands = 1024;
+  strands_.reserve(kStrands);
+  for (size_t i = 0; i < kStrands; ++i) strands_.push_back(asio::make_strand(io_));
+}
 
 Daemon::~Daemon() = default;
 
@@ -177,8 +181,7 @@ int Daemon::Run() {
 
 Task<> Daemon::Accept() {
   while (true) {
-    // Each session gets its own strand: its coroutines never run concurrently.
-    tcp::socket socket(asio::make_strand(io_));
+    ClientSocket socket(io_.get_executor());
     auto [ec] = co_await acceptor_.async_accept(socket, kAwait);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
@@ -189,8 +192,10 @@ Task<> Daemon::Accept() {
       co_await pause.async_wait(kAwait);
       continue;
     }
+    // A session's coroutines run on its strand, so they never run concurrently.
     auto session = std::make_shared<ClientSession>(
-        *this, std::move(socket), next_client_id_.fetch_add(1, std::memory_order_relaxed));
+        *this, std::move(socket), strands_[next_strand_++ % strands_.size()],
+        next_client_id_.fetch_add(1, std::memory_order_relaxed));
     session->Start();
   }
 }

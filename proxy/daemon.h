@@ -32,8 +32,10 @@ class ClientRegistry {
   std::vector<std::shared_ptr<ClientSession>> All();
 
  private:
+  // A raw pointer: sessions unregister in their destructor (under the mutex), and lookups
+  // promote it with weak_from_this(), which fails for a session already being destroyed.
   struct Entry {
-    std::weak_ptr<ClientSession> session;
+    ClientSession* session;
     int32_t secret_key;
   };
   std::mutex mu_;
@@ -79,6 +81,10 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
 
   asio::io_context io_;
+  // Sessions share strands from a fixed set: a strand only has to keep one session's handlers
+  // from running concurrently, and a strand per session would cost every idle client ~130 bytes.
+  std::vector<Strand> strands_;
+  size_t next_strand_ = 0;
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer maintenance_timer_;

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <algorithm>
-#include <bitset>
 #include <cstring>
 #include <cstddef>
 #include <cstdint>
@@ -23,9 +22,8 @@ class BackendScanner {
   // Bodies of interesting messages are assembled when split across chunks, up to this size.
   static constexpr size_t kMaxCapturedBody = 1 << 20;
 
-  explicit BackendScanner(std::string_view interesting_types) {
-    for (char t : interesting_types) interesting_.set(static_cast<uint8_t>(t));
-  }
+  // `interesting_types` must outlive the scanner (a string literal).
+  explicit BackendScanner(std::string_view interesting_types) : interesting_(interesting_types) {}
 
   // Scans the next chunk of the stream, calling on_message(type, body, end) for each complete
   // interesting message in order; `end` is the offset in `chunk` just past the message. `body`
@@ -51,7 +49,7 @@ class BackendScanner {
     }
     type_ = type;
     remaining_ = len - 4;
-    capturing_ = interesting_.test(static_cast<uint8_t>(type));
+    capturing_ = interesting_.find(type) != std::string_view::npos;
     if (capturing_ && remaining_ > kMaxCapturedBody) {
       return PgFatalStatus(absl::StatusCode::kDataLoss, sqlstate::kProtocolViolation,
                            Cat("server message of type '", type, "' is too long (", remaining_,
@@ -70,13 +68,13 @@ class BackendScanner {
     }
   }
 
-  std::bitset<256> interesting_;
+  std::string_view interesting_;  // a handful of types: a short scan beats a 32-byte bitset
+  std::string capture_;
+  uint32_t remaining_ = 0;  // body bytes of the current message not yet scanned
   char header_[5] = {};
-  size_t header_len_ = 0;  // header bytes held while a header is split across chunks
-  size_t remaining_ = 0;   // body bytes of the current message not yet scanned
+  uint8_t header_len_ = 0;  // header bytes held while a header is split across chunks
   char type_ = 0;
   bool capturing_ = false;
-  std::string capture_;
 };
 
 template <typename OnMessage>
@@ -86,7 +84,7 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
   while (i < n) {
     if (remaining_ > 0) {
       // Inside a body.
-      size_t take = std::min(remaining_, n - i);
+      size_t take = std::min(size_t{remaining_}, n - i);
       if (capturing_) capture_.append(chunk.data() + i, take);
       i += take;
       remaining_ -= take;
@@ -118,7 +116,7 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
     // Slow path: collect a header split across chunks.
     size_t take = std::min(size_t{5} - header_len_, n - i);
     std::memcpy(header_ + header_len_, chunk.data() + i, take);
-    header_len_ += take;
+    header_len_ = static_cast<uint8_t>(header_len_ + take);
     i += take;
     if (header_len_ < 5) break;
     header_len_ = 0;

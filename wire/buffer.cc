@@ -16,7 +16,8 @@ struct BlockCache {
   }
 };
 
-constexpr size_t kMaxCachedBlocks = 64;
+// Enough for the connections a thread keeps busy at once; more would only pin idle memory.
+constexpr size_t kMaxCachedBlocks = 8;
 
 thread_local BlockCache t_cache;
 
@@ -53,13 +54,13 @@ ByteBuffer& ByteBuffer::operator=(ByteBuffer&& other) noexcept {
 }
 
 std::span<char> ByteBuffer::PrepareWrite(size_t min) {
-  if (cap_ - end_ >= min) return {data_ + end_, cap_ - end_};
-  size_t used = end_ - begin_;
+  if (cap_ - end_ >= min) return {data_ + end_, size_t{cap_} - end_};
+  uint32_t used = end_ - begin_;
   if (begin_ > 0 && cap_ - used >= min) {
     std::memmove(data_, data_ + begin_, used);
     begin_ = 0;
     end_ = used;
-    return {data_ + end_, cap_ - end_};
+    return {data_ + end_, size_t{cap_} - end_};
   }
   size_t want = used + min;
   size_t cap = kBlockSize;
@@ -68,10 +69,10 @@ std::span<char> ByteBuffer::PrepareWrite(size_t min) {
   if (used > 0) std::memcpy(fresh, data_ + begin_, used);
   if (data_ != nullptr) FreeBlock(data_, cap_);
   data_ = fresh;
-  cap_ = cap;
+  cap_ = static_cast<uint32_t>(cap);
   begin_ = 0;
   end_ = used;
-  return {data_ + end_, cap_ - end_};
+  return {data_ + end_, size_t{cap_} - end_};
 }
 
 void ByteBuffer::Append(std::string_view bytes) {
@@ -81,7 +82,7 @@ void ByteBuffer::Append(std::string_view bytes) {
 }
 
 void ByteBuffer::Consume(size_t n) {
-  begin_ += n;
+  begin_ += static_cast<uint32_t>(n);
   if (begin_ == end_) begin_ = end_ = 0;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -29,7 +30,7 @@ class ByteBuffer {
 
   // Writable space of at least `min` bytes after the data (compacting or growing as needed).
   std::span<char> PrepareWrite(size_t min);
-  void CommitWrite(size_t n) { end_ += n; }
+  void CommitWrite(size_t n) { end_ += static_cast<uint32_t>(n); }
   void Append(std::string_view bytes);
 
   void Consume(size_t n);
@@ -43,10 +44,12 @@ class ByteBuffer {
  private:
   void Release();
 
+  // 32-bit offsets keep the buffer at 24 bytes (every client has two); messages are bounded by
+  // max_message_size (at most 1 GB).
   char* data_ = nullptr;
-  size_t cap_ = 0;
-  size_t begin_ = 0;
-  size_t end_ = 0;
+  uint32_t cap_ = 0;
+  uint32_t begin_ = 0;
+  uint32_t end_ = 0;
 };
 
 }  // namespace shardyard::wire
