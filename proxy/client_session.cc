@@ -267,8 +267,11 @@ Task<absl::Status> ClientSession::Startup() {
                             "the database system is shutting down");
   }
 
-  // Separate protocol parameters from session settings.
+  // Separate protocol parameters from session settings. PostgreSQL applies the `options`
+  // switches first and the other parameters after them, whatever their order in the packet,
+  // so a plain parameter wins over the same setting in `options`.
   std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<std::pair<std::string, std::string>> plain_settings;
   std::vector<std::string> unrecognized_protocol_options;
   for (const auto& [name, value] : startup->parameters) {
     if (name == "user") {
@@ -291,9 +294,10 @@ Task<absl::Status> ClientSession::Startup() {
       }
       for (auto& p : parsed) settings.emplace_back(pool::CanonicalParamName(p.first), p.second);
     } else {
-      settings.emplace_back(pool::CanonicalParamName(name), value);
+      plain_settings.emplace_back(pool::CanonicalParamName(name), value);
     }
   }
+  settings.insert(settings.end(), plain_settings.begin(), plain_settings.end());
   if (user_.empty()) {
     co_return Fatal(sqlstate::kInvalidAuthorizationSpecification,
                     "no PostgreSQL user name specified in startup packet");

@@ -38,11 +38,10 @@ TEST_F(JdbcTest, SessionModeWithDefaultSettingsAndForcedBinary) {
   RunScenario(Driver::kJdbc, "session_mode", Stack::Session(3));
 }
 
-// Bug (docs/drivers.md, "Known gaps"): pgjdbc sends TimeZone (the JVM's zone) before "options"
-// in its startup packet. PostgreSQL applies startup options first and the other parameters
-// after, so the TimeZone parameter wins; Shardyard applies them in packet order, so
-// options=-c TimeZone=Asia/Tokyo wins instead.
-TEST_F(JdbcTest, DISABLED_StartupParametersOverrideOptions) {
+// pgjdbc sends TimeZone (the JVM's zone) before "options" in its startup packet. PostgreSQL
+// applies startup options first and the other parameters after, so the TimeZone parameter wins
+// over options=-c TimeZone=Asia/Tokyo; Shardyard must do the same.
+TEST_F(JdbcTest, StartupParametersOverrideOptions) {
   RunScenario(Driver::kJdbc, "options_after_startup_parameters", Stack::Transaction(1));
 }
 
