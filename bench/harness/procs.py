@@ -49,6 +49,11 @@ def popen(argv, *, as_postgres=False, stdout=None, stderr=None, stdin=subprocess
 
 def run(argv, *, as_postgres=False, env=None, timeout=600, check=True):
     """Runs a command to completion and returns its combined output."""
+    return run_status(argv, as_postgres=as_postgres, env=env, timeout=timeout, check=check)[1]
+
+
+def run_status(argv, *, as_postgres=False, env=None, timeout=600, check=True):
+    """Runs a command to completion; returns (exit status, combined output)."""
     p = popen(argv, as_postgres=as_postgres, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
               env=env, text=True)
     try:
@@ -59,7 +64,7 @@ def run(argv, *, as_postgres=False, env=None, timeout=600, check=True):
     forget(p)
     if check and p.returncode != 0:
         raise HarnessError(f"{' '.join(argv)} failed ({p.returncode}):\n{out}")
-    return out
+    return p.returncode, out
 
 
 def forget(p):

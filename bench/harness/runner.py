@@ -144,8 +144,9 @@ def run_pgbench(ctx, workload, target, rep):
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         with Attach(ctx, workload, target, rep):
-            out = procs.run(pgbench_argv(ctx, workload, target, ctx.duration, prefix),
-                            env=client_env(), timeout=ctx.duration * 5 + 300, check=False)
+            status, out = procs.run_status(
+                pgbench_argv(ctx, workload, target, ctx.duration, prefix), env=client_env(),
+                timeout=ctx.duration * 5 + 300, check=False)
         wall = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sys1 = procs.system_cpu_ticks()
@@ -191,7 +192,9 @@ def run_pgbench(ctx, workload, target, rep):
                                      (total / procs.CLK_TCK))
     errors = []
     if "tps" not in parsed:
-        errors.append("pgbench reported no tps")
+        last = out.strip().splitlines()[-1:] or ["no output"]
+        errors.append(f"pgbench reported no tps (exit status {status}; last line: "
+                      f"{last[0][:150]})")
     if row["aborted"]:
         errors.append(f"{row['aborted']} clients aborted")
     first_err = next((l for l in out.splitlines() if "error" in l.lower()), "")
