@@ -3,25 +3,71 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 
 namespace shardyard::crypto {
 
+namespace {
+
+// Fetched once: OpenSSL 3 otherwise looks each algorithm up in its provider tables (string
+// comparisons under a lock) on every call, which dominated the cost of a login.
+const EVP_MD* FetchedMd5() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  return md;
+}
+const EVP_MD* FetchedSha256() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+// One digest context per thread, reused for every digest.
+EVP_MD_CTX* ThreadDigestContext() {
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           EVP_MD_CTX_free);
+  return ctx.get();
+}
+
+// Digest of the concatenation of `parts`; `out` must hold the digest size.
+void Digest(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
+            unsigned char* out) {
+  EVP_MD_CTX* ctx = ThreadDigestContext();
+  unsigned int len = 0;
+  if (md == nullptr || EVP_DigestInit_ex2(ctx, md, nullptr) != 1) std::abort();
+  for (auto part : parts) EVP_DigestUpdate(ctx, part.data(), part.size());
+  EVP_DigestFinal_ex(ctx, out, &len);
+}
+
+}  // namespace
+
 Sha256Digest Sha256(std::span<const uint8_t> data) {
   Sha256Digest out;
-  SHA256(data.data(), data.size(), out.data());
+  Digest(FetchedSha256(), {data}, out.data());
   return out;
 }
 
 Sha256Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> data) {
-  Sha256Digest out;
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
-       out.data(), &len);
+  // RFC 2104 on top of the cached digest (OpenSSL's HMAC() fetches its MAC on every call).
+  constexpr size_t kBlock = 64;
+  std::array<uint8_t, kBlock> k{};
+  if (key.size() > kBlock) {
+    Sha256Digest hashed = Sha256(key);
+    std::copy(hashed.begin(), hashed.end(), k.begin());
+  } else {
+    std::copy(key.begin(), key.end(), k.begin());
+  }
+  std::array<uint8_t, kBlock> ipad, opad;
+  for (size_t i = 0; i < kBlock; ++i) {
+    ipad[i] = k[i] ^ 0x36;
+    opad[i] = k[i] ^ 0x5c;
+  }
+  Sha256Digest inner, out;
+  Digest(FetchedSha256(), {ipad, data}, inner.data());
+  Digest(FetchedSha256(), {opad, inner}, out.data());
   return out;
 }
 
@@ -35,23 +81,40 @@ Sha256Digest Pbkdf2HmacSha256(std::string_view password, std::span<const uint8_t
 }
 
 std::string Md5Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
+  unsigned char digest[16];
+  Digest(FetchedMd5(), {AsBytes(data)}, digest);
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
+  std::string out(32, '\0');
+  for (int i = 0; i < 16; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 0xf];
   }
   return out;
 }
 
 void RandomBytes(std::span<uint8_t> out) {
-  if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
-    // Without randomness no nonce or cancel key is safe; this cannot be recovered from.
-    std::abort();
+  // OpenSSL's generator costs thousands of instructions per call (it re-keys a cipher each
+  // time), and every login needs a few random bytes: draw them from a per-thread buffer that
+  // RAND_bytes refills 4 kB at a time. Bytes are handed out once and never reused.
+  struct Pool {
+    std::array<uint8_t, 4096> bytes;
+    size_t used = 4096;
+  };
+  thread_local Pool pool;
+  size_t done = 0;
+  while (done < out.size()) {
+    if (pool.used == pool.bytes.size()) {
+      if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
+        // Without randomness no nonce or cancel key is safe; this cannot be recovered from.
+        std::abort();
+      }
+      pool.used = 0;
+    }
+    size_t take = std::min(out.size() - done, pool.bytes.size() - pool.used);
+    std::memcpy(out.data() + done, pool.bytes.data() + pool.used, take);
+    OPENSSL_cleanse(pool.bytes.data() + pool.used, take);
+    pool.used += take;
+    done += take;
   }
 }
 

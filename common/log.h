@@ -33,9 +33,14 @@ void Log(LogLevel level, const absl::FormatSpec<Args...>& format,
   log_internal::Emit(level, absl::StrFormat(format, args...));
 }
 
-#define SY_LOG_DEBUG(...) ::shardyard::Log(::shardyard::LogLevel::kDebug, __VA_ARGS__)
-#define SY_LOG_INFO(...) ::shardyard::Log(::shardyard::LogLevel::kInfo, __VA_ARGS__)
-#define SY_LOG_WARNING(...) ::shardyard::Log(::shardyard::LogLevel::kWarning, __VA_ARGS__)
-#define SY_LOG_ERROR(...) ::shardyard::Log(::shardyard::LogLevel::kError, __VA_ARGS__)
+// The level is checked before the arguments are evaluated (they may be costly to build).
+#define SY_LOG_AT(level, ...)                                     \
+  do {                                                            \
+    if (::shardyard::LogEnabled(level)) ::shardyard::Log(level, __VA_ARGS__); \
+  } while (0)
+#define SY_LOG_DEBUG(...) SY_LOG_AT(::shardyard::LogLevel::kDebug, __VA_ARGS__)
+#define SY_LOG_INFO(...) SY_LOG_AT(::shardyard::LogLevel::kInfo, __VA_ARGS__)
+#define SY_LOG_WARNING(...) SY_LOG_AT(::shardyard::LogLevel::kWarning, __VA_ARGS__)
+#define SY_LOG_ERROR(...) SY_LOG_AT(::shardyard::LogLevel::kError, __VA_ARGS__)
 
 }  // namespace shardyard

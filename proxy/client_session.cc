@@ -202,8 +202,7 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
     wire::Frame f = wire::ParseStartupFrame(in_.data());
     if (f.kind == wire::Frame::Kind::kError) co_return f.error;
     if (f.kind == wire::Frame::Kind::kNeedMore) {
-      WaitResult w = co_await WaitClient();
-      if (w == WaitResult::kReadable) w = ReadClient();
+      WaitResult w = co_await ReadClientOrWait();
       if (w == WaitResult::kReadable) continue;
       client_io_failed_ = true;
       co_return absl::UnavailableError("client closed the connection during startup");
@@ -346,8 +345,7 @@ Task<absl::Status> ClientSession::ReadPasswordPacket(std::string* body) {
       in_.Consume(f.size);
       co_return absl::OkStatus();
     }
-    WaitResult w = co_await WaitClient();
-    if (w == WaitResult::kReadable) w = ReadClient();
+    WaitResult w = co_await ReadClientOrWait();
     if (w != WaitResult::kReadable) {
       client_io_failed_ = true;
       co_return absl::UnavailableError("client closed the connection during authentication");
@@ -359,10 +357,12 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
                                                const std::string& user_name) {
   using wire::be::Authentication;
   config::AuthType method = user ? config_->AuthTypeFor(*user) : config_->auth_type;
-  const absl::Status failed =
-      PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
-                    Cat("password authentication failed for user \"", user_name, "\""));
+  auto failed = [&user_name] {
+    return PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
+                         Cat("password authentication failed for user \"", user_name, "\""));
+  };
   Out().clear();
+  Out().reserve(512);  // room for the whole welcome (AuthenticationOk ... ReadyForQuery)
   switch (method) {
     case config::AuthType::kTrust:
       if (user == nullptr) {
@@ -382,7 +382,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       if (!pw.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid password packet");
       // Unknown users go through the same exchange and fail the same way.
       if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt, pw->password)) {
-        co_return failed;
+        co_return failed();
       }
       break;
     }
@@ -415,10 +415,10 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
       auto server_final = scram.HandleClientFinal(body);
       if (!server_final.ok()) {
-        if (server_final.status().code() == absl::StatusCode::kUnauthenticated) co_return failed;
+        if (server_final.status().code() == absl::StatusCode::kUnauthenticated) co_return failed();
         co_return server_final.status();
       }
-      if (user == nullptr) co_return failed;
+      if (user == nullptr) co_return failed();
       wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &Out());
       // Remember the proved ClientKey: it lets pools log in to servers storing this secret.
       if (user->password.starts_with("SCRAM-SHA-256$") && user->server_password.empty()) {
@@ -435,8 +435,8 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       break;
     }
   }
+  // AuthenticationOk goes out with the welcome messages, in one write.
   wire::Encode(Authentication{Authentication::kOk, "", {}}, &Out());
-  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
   co_return absl::OkStatus();
 }
 
@@ -449,6 +449,34 @@ Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
 }
 
 Task<absl::Status> ClientSession::Welcome(
+    const std::vector<std::pair<std::string, std::string>>& settings) {
+  std::string key;
+  for (const auto& [name, raw] : settings) Append(&key, name, std::string_view("\0", 1), raw,
+                                                  std::string_view("\0", 1));
+  Pool::Welcome known = pool_->WelcomeFor(key);
+  if (known.params != nullptr) {
+    params_ = std::move(known.params);  // a client with these exact settings logged in before
+  } else {
+    if (auto st = co_await BuildWelcomeParams(settings); !st.ok()) co_return st;
+    auto parameter_status = std::make_shared<std::string>();
+    for (const auto& [name, value] : params_->entries()) {
+      if (pool::IsReportedParam(name)) {
+        wire::Encode(wire::be::ParameterStatus{name, value}, parameter_status.get());
+      }
+    }
+    known.parameter_status = std::move(parameter_status);
+    known.params = params_;
+    pool_->RememberWelcome(key, known);
+  }
+  // Out() already holds AuthenticationOk.
+  Out().append(*known.parameter_status);
+  wire::Encode(wire::be::BackendKeyData{process_id_, secret_key_}, &Out());
+  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
+  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> ClientSession::BuildWelcomeParams(
     const std::vector<std::pair<std::string, std::string>>& settings) {
   pool::SharedParams base = pool_->welcome_params();
   if (base == nullptr) {
@@ -492,14 +520,6 @@ Task<absl::Status> ClientSession::Welcome(
     server->params = params_;
     pool_->Release(server);
   }
-
-  Out().clear();
-  for (const auto& [name, value] : params_->entries()) {
-    if (pool::IsReportedParam(name)) wire::Encode(wire::be::ParameterStatus{name, value}, &Out());
-  }
-  wire::Encode(wire::be::BackendKeyData{process_id_, secret_key_}, &Out());
-  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
-  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
   co_return absl::OkStatus();
 }
 
@@ -938,6 +958,16 @@ Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration ti
   co_return WaitResult::kReadable;
 }
 
+Task<ClientSession::WaitResult> ClientSession::ReadClientOrWait() {
+  size_t before = in_.size();
+  WaitResult w = ReadClient();
+  if (w != WaitResult::kReadable || in_.size() > before) co_return w;
+  // Nothing there yet: wait (one epoll_ctl) only now.
+  w = co_await WaitClient();
+  if (w == WaitResult::kReadable) w = ReadClient();
+  co_return w;
+}
+
 ClientSession::WaitResult ClientSession::ReadClient() {
   while (true) {
     // Room for the whole message whose header is already here, or a standard block.
@@ -1020,7 +1050,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     }
   }
   if (!fatal.ok() && !client_write_failed_) {
-    Out().clear();
+    // Anything still pending (AuthenticationOk before a 3D000, say) goes out first.
     wire::AppendErrorResponse(fatal, &Out());
     co_await FlushOut();
   }
@@ -1037,19 +1067,18 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
       pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, scanner_});
     }
   }
-  std::string who = Describe();  // while the socket can still say who the peer was
+  const bool routine = reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||
+                       reason == CloseReason::kCancelRequest;
+  const LogLevel level = routine ? LogLevel::kDebug : LogLevel::kInfo;
+  // Described while the socket can still say who the peer was, and only if it will be logged.
+  std::string who = LogEnabled(level) ? Describe() : std::string();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   CountClose(reason);
   std::string why(CloseReasonText(reason));
   if (!fatal.ok()) Append(&why, ": ", fatal.message());
-  if (reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||
-      reason == CloseReason::kCancelRequest) {
-    SY_LOG_DEBUG("%s closing because: %s", who, why);
-  } else {
-    SY_LOG_INFO("%s closing because: %s", who, why);
-  }
+  SY_LOG_AT(level, "%s closing because: %s", who, why);
 }
 
 }  // namespace shardyard::proxy

@@ -60,6 +60,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<absl::Status> Authenticate(const config::User* user, const std::string& user_name);
   Task<absl::Status> ReadPasswordPacket(std::string* body);
   Task<absl::Status> Welcome(const std::vector<std::pair<std::string, std::string>>& settings);
+  // Works out the client's parameter set (first sight of these settings).
+  Task<absl::Status> BuildWelcomeParams(
+      const std::vector<std::pair<std::string, std::string>>& settings);
 
   // Serving phase.
   // Arms the wait for the client's next input: a plain callback (no coroutine frame) or, when an
@@ -92,6 +95,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The timer that applies to the client's current state (zero: none).
   std::pair<Duration, WaitResult> ClientTimer() const;
   WaitResult ReadClient();
+  // Reads what is already there, or waits for the socket and then reads (startup phase).
+  Task<WaitResult> ReadClientOrWait();
   Task<bool> WriteClient(std::string_view bytes);
   Task<bool> FlushOut();
   void WakeMain();

@@ -336,6 +336,7 @@ void Pool::Reconfigure(pool::PoolLimits limits, config::PoolMode mode,
       core_.CloseIdle(CloseReason::kServerPoolShrunk, actions);
       welcome_.reset();
       normalized_.clear();
+      welcome_by_settings_.clear();
     }
     core_.SetLimits(limits, pool::Clock::now(), actions);
   }
@@ -397,6 +398,18 @@ void Pool::RememberNormalizedParam(const std::string& name, const std::string& r
   // Bounded: distinct startup settings are few; a client cycling values cannot grow it forever.
   if (normalized_.size() >= 4096) normalized_.clear();
   normalized_[Cat(name, std::string_view("\0", 1), raw)] = normalized;
+}
+
+Pool::Welcome Pool::WelcomeFor(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = welcome_by_settings_.find(key);
+  return it == welcome_by_settings_.end() ? Welcome{} : it->second;
+}
+
+void Pool::RememberWelcome(const std::string& key, Welcome welcome) {
+  std::lock_guard lock(mu_);
+  if (welcome_by_settings_.size() >= 1024) welcome_by_settings_.clear();  // bounded
+  welcome_by_settings_[key] = std::move(welcome);
 }
 
 pool::SharedParams Pool::Intern(pool::SharedParams params) {

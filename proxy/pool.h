@@ -94,6 +94,16 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   // The parameters a fresh server reports (known after the first login).
   pool::SharedParams welcome_params() const;
+  // What a client with these startup settings is welcomed with, if a client with exactly these
+  // settings logged in before (`key` encodes the settings in order): its interned parameter
+  // set and the encoded ParameterStatus messages for it.
+  struct Welcome {
+    pool::SharedParams params;
+    std::shared_ptr<const std::string> parameter_status;
+  };
+  Welcome WelcomeFor(const std::string& key) const;
+  void RememberWelcome(const std::string& key, Welcome welcome);
+
   // The normalised value a server reported for a client's raw startup setting, if seen before.
   std::optional<std::string> NormalizedParam(const std::string& name, const std::string& raw) const;
   void RememberNormalizedParam(const std::string& name, const std::string& raw,
@@ -131,6 +141,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   pool::SharedParams welcome_;
   absl::flat_hash_map<std::string, std::string> normalized_;  // "name\0raw" → value
   std::vector<pool::SharedParams> interned_;
+  absl::flat_hash_map<std::string, Welcome> welcome_by_settings_;
 };
 
 // Sends a CancelRequest for `key` to `endpoint` and waits until the server has handled it.
