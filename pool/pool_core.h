@@ -55,7 +55,14 @@ struct PoolLimits {
   Duration server_login_retry = std::chrono::seconds(1);
 };
 
+// A waiter on another worker gets a released connection before a same-worker waiter once it
+// has waited this much longer than that waiter (bounded unfairness, for locality).
+inline constexpr auto kCrossWorkerGrace = std::chrono::milliseconds(5);
+
 // `Server` and `Waiter` are small copyable handles (pointers in the proxy, ints in tests).
+// Every server and waiter has a `home`: the worker (event loop) it lives on. Handing a server
+// to a waiter of another home costs a move between event loops, so among comparable choices
+// the pool prefers the same home — idle connections and, within kCrossWorkerGrace, waiters.
 template <typename Server, typename Waiter>
 class PoolCore {
  public:
@@ -83,29 +90,38 @@ class PoolCore {
   const PoolLimits& limits() const { return limits_; }
 
   // A client wants a server connection now.
-  CheckoutResult CheckOut(Waiter waiter, TimePoint now, Actions& actions) {
-    if (auto idle = TakeIdle()) return *idle;
+  CheckoutResult CheckOut(Waiter waiter, int home, TimePoint now, Actions& actions) {
+    if (auto idle = TakeIdle(home)) return *idle;
     if (open_ == 0 && InLoginBackoff(now)) {
       return {CheckoutResult::Kind::kFailed, Server{}, login_error_};
     }
-    waiters_.push_back({waiter, now});
+    waiters_.push_back({waiter, now, home});
     OpenForWaiters(now, limits_.size, actions);
     return {CheckoutResult::Kind::kQueued, Server{}, {}};
   }
 
-  // The warmest idle connection, if any, without queueing (the common, non-waiting path).
-  std::optional<CheckoutResult> TakeIdle() {
+  // The warmest idle connection, if any, without queueing (the common, non-waiting path);
+  // among the few warmest, one already living on `home`.
+  std::optional<CheckoutResult> TakeIdle(int home) {
     if (idle_.empty()) return std::nullopt;
-    Idle top = idle_.back();  // LIFO: the warmest connection, so idle ones can time out
-    idle_.pop_back();
+    // LIFO: the warmest connections are reused, so idle ones can time out.
+    size_t pick = idle_.size() - 1;
+    for (size_t i = idle_.size(), seen = 0; i-- > 0 && seen < 8; ++seen) {
+      if (idle_[i].home == home) {
+        pick = i;
+        break;
+      }
+    }
+    Idle chosen = idle_[pick];
+    idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(pick));
     ++active_;
-    return CheckoutResult{CheckoutResult::Kind::kGranted, top.server, {}, top.since};
+    return CheckoutResult{CheckoutResult::Kind::kGranted, chosen.server, {}, chosen.since};
   }
 
-  // A client is done with a clean, reusable server connection.
-  void CheckIn(Server server, TimePoint created, TimePoint now, Actions& actions) {
+  // A client is done with a clean, reusable server connection living on `home`.
+  void CheckIn(Server server, int home, TimePoint created, TimePoint now, Actions& actions) {
     --active_;
-    Offer(server, created, now, actions);
+    Offer(server, home, created, now, actions);
   }
 
   // A checked-out (or connecting) server connection was closed by the caller.
@@ -115,10 +131,10 @@ class PoolCore {
     OpenForWaiters(now, limits_.size, actions);
   }
 
-  // A login started by Actions::open finished.
-  void ConnectSucceeded(Server server, TimePoint now, Actions& actions) {
+  // A login started by Actions::open finished (on `home`).
+  void ConnectSucceeded(Server server, int home, TimePoint now, Actions& actions) {
     --connecting_;
-    Offer(server, now, now, actions);
+    Offer(server, home, now, now, actions);
   }
 
   void ConnectFailed(const absl::Status& error, TimePoint now, Actions& actions) {
@@ -220,10 +236,12 @@ class PoolCore {
     Server server;
     TimePoint created;
     TimePoint since;
+    int home;
   };
   struct Waiting {
     Waiter waiter;
     TimePoint since;
+    int home;
   };
 
   bool InLoginBackoff(TimePoint now) const { return now < retry_at_; }
@@ -237,8 +255,21 @@ class PoolCore {
         "Raise pool.size or pool.query_wait_timeout, or shorten transactions.");
   }
 
-  // Gives a usable server to the first waiter, or parks it idle, or closes it if surplus.
-  void Offer(Server server, TimePoint created, TimePoint now, Actions& actions) {
+  // The waiter to serve next: the first in line, or the first one on the server's home unless
+  // the first in line has waited kCrossWorkerGrace longer than it.
+  typename std::deque<Waiting>::iterator PickWaiter(int home) {
+    auto first = waiters_.begin();
+    if (first->home == home) return first;
+    size_t scanned = 0;
+    for (auto it = first; it != waiters_.end() && scanned < 64; ++it, ++scanned) {
+      if (it->home != home) continue;
+      return it->since - first->since < kCrossWorkerGrace ? it : first;
+    }
+    return first;
+  }
+
+  // Gives a usable server to a waiter, or parks it idle, or closes it if surplus.
+  void Offer(Server server, int home, TimePoint created, TimePoint now, Actions& actions) {
     if (limits_.server_lifetime.count() > 0 && now - created >= limits_.server_lifetime) {
       actions.closes.emplace_back(server, CloseReason::kServerLifetime);
       Uncount();
@@ -246,8 +277,9 @@ class PoolCore {
       return;
     }
     if (!waiters_.empty()) {
-      actions.grants.emplace_back(waiters_.front().waiter, server);
-      waiters_.pop_front();
+      auto it = PickWaiter(home);
+      actions.grants.emplace_back(it->waiter, server);
+      waiters_.erase(it);
       ++active_;
       return;
     }
@@ -256,7 +288,7 @@ class PoolCore {
       Uncount();
       return;
     }
-    idle_.push_back({server, created, now});
+    idle_.push_back({server, created, now, home});
   }
 
   // Opens connections while waiters outnumber logins in flight, up to `limit`.

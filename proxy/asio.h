@@ -1,16 +1,21 @@
-// The Asio pieces the proxy uses, with the completion token that turns errors into values
-// (no exceptions on the data plane).
+// The Asio types the proxy uses. Every socket, timer and coroutine is bound to one worker's
+// io_context through a concrete executor (8 bytes, no type erasure on each operation), and
+// completion tokens turn errors into values (no exceptions on the data plane).
 #pragma once
+
+#include <chrono>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/basic_signal_set.hpp>
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -21,17 +26,27 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
+using Executor = asio::io_context::executor_type;
+
 template <typename T = void>
-using Task = asio::awaitable<T>;
+using Task = asio::awaitable<T, Executor>;
 
-// The executor every session's strand wraps.
-using IoExecutor = asio::io_context::executor_type;
-using Strand = asio::strand<IoExecutor>;
-// Client sockets use the plain io_context executor (an 8-byte handle): each pending
-// operation stores a copy, and an idle client always has one pending.
-using ClientSocket = asio::basic_stream_socket<tcp, IoExecutor>;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Resolver = asio::ip::basic_resolver<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using SignalSet = asio::basic_signal_set<Executor>;
 
+inline constexpr asio::use_awaitable_t<Executor> kUseAwaitable{};
 // co_await op(..., kAwait) yields a tuple (error_code, ...) instead of throwing.
-inline constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+inline constexpr auto kAwait = asio::as_tuple(kUseAwaitable);
+
+// The executor and index of the worker whose thread is calling (every proxy thread is a
+// worker: one event loop each).
+Executor CurrentExecutor();
+int CurrentWorker();
+// Called once by each worker thread before it runs its io_context.
+void SetCurrentWorker(const Executor& executor, int index);
 
 }  // namespace shardyard::proxy

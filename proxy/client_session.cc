@@ -72,10 +72,11 @@ std::string MockSalt(std::string_view user) {
 
 }  // namespace
 
-ClientSession::ClientSession(Daemon& daemon, ClientSocket socket, Strand strand, uint64_t id)
+ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id)
     : daemon_(daemon),
       socket_(std::move(socket)),
-      strand_(std::move(strand)),
+      executor_(socket_.get_executor()),
+      worker_(worker),
       id_(id),
       scanner_(kPumpTypes) {
   error_code ec;
@@ -100,12 +101,12 @@ std::string ClientSession::Describe() const {
 }
 
 void ClientSession::Start() {
-  Spawn(strand_, [self = shared_from_this()]() { return self->Run(); },
+  Spawn(executor_, [self = shared_from_this()]() { return self->Run(); },
         "client session");
 }
 
 void ClientSession::Cancel() {
-  asio::post(strand_, [self = shared_from_this()] {
+  asio::post(executor_, [self = shared_from_this()] {
     if (self->waiter_ != nullptr && self->pool_ != nullptr) {
       self->pool_->CancelWait(*self->waiter_,
                               PgErrorStatus(absl::StatusCode::kCancelled, sqlstate::kQueryCanceled,
@@ -119,7 +120,7 @@ void ClientSession::Cancel() {
 }
 
 void ClientSession::Shutdown(bool immediate) {
-  asio::post(strand_, [self = shared_from_this(), immediate] {
+  asio::post(executor_, [self = shared_from_this(), immediate] {
     self->shutdown_requested_ = true;
     if (immediate) self->shutdown_now_ = true;
     if (immediate || self->attached_ == nullptr || self->mode_ == config::PoolMode::kSession) {
@@ -175,7 +176,7 @@ Task<> ClientSession::Run() {
 Task<absl::Status> ClientSession::StartupWithTimeout() {
   // When client_login_timeout fires, the pending client read (or wait for a server) is
   // interrupted and Startup returns.
-  asio::steady_timer login_timer(strand_);
+  Timer login_timer(executor_);
   if (config_->client_login_timeout.count() > 0) {
     login_timer.expires_after(config_->client_login_timeout);
     login_timer.async_wait([self = shared_from_this()](const error_code& ec) {
@@ -441,7 +442,7 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
 }
 
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
-  Pool::Waiter waiter;
+  Pool::Waiter waiter{.handler = {}, .executor = executor_, .home = worker_};
   waiter_ = &waiter;
   auto result = co_await pool_->Acquire(waiter);
   waiter_ = nullptr;
@@ -576,7 +577,7 @@ void ClientSession::ArmClientWait() {
   in_.ReleaseIfEmpty();  // idle clients hold no buffer
   auto [timeout, on_timeout] = ClientTimer();
   if (timeout.count() == 0) {
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+    socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
       self->OnClientEvent(ec == asio::error::operation_aborted ? WaitResult::kInterrupted
                           : ec                                 ? WaitResult::kFailed
                                                                : WaitResult::kReadable);
@@ -584,7 +585,7 @@ void ClientSession::ArmClientWait() {
     return;
   }
   Spawn(
-      strand_,
+      executor_,
       [self = shared_from_this(), timeout, on_timeout]() -> Task<> {
         WaitResult w = co_await self->WaitClientWithTimeout(timeout, on_timeout);
         if (!self->finished_) co_await self->Activate(w);
@@ -594,7 +595,7 @@ void ClientSession::ArmClientWait() {
 
 void ClientSession::OnClientEvent(WaitResult result) {
   if (finished_) return;
-  Spawn(strand_, [self = shared_from_this(), result]() {
+  Spawn(executor_, [self = shared_from_this(), result]() {
     return self->Activate(result);
   }, "client activation");
 }
@@ -634,7 +635,7 @@ Task<> ClientSession::Activate(WaitResult result) {
 void ClientSession::EnsurePump() {
   if (pump_running_ || attached_ == nullptr) return;
   pump_running_ = true;  // claimed now, so no second pump starts before this one runs
-  Spawn(strand_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
+  Spawn(executor_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
 }
 
 bool ClientSession::EndSession(CloseReason reason, absl::Status error) {
@@ -938,7 +939,7 @@ std::pair<Duration, ClientSession::WaitResult> ClientSession::ClientTimer() cons
 Task<ClientSession::WaitResult> ClientSession::WaitClient() {
   // No buffer is held while waiting: idle clients cost no buffer memory.
   in_.ReleaseIfEmpty();
-  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kAwait);
+  auto [ec] = co_await socket_.async_wait(Socket::wait_read, kAwait);
   if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
   if (ec) co_return WaitResult::kFailed;
   co_return WaitResult::kReadable;
@@ -947,9 +948,9 @@ Task<ClientSession::WaitResult> ClientSession::WaitClient() {
 Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration timeout,
                                                                      WaitResult on_timeout) {
   in_.ReleaseIfEmpty();
-  asio::steady_timer timer(strand_);
+  Timer timer(executor_);
   timer.expires_after(timeout);
-  auto r = co_await (socket_.async_wait(tcp::socket::wait_read, kAwait) ||
+  auto r = co_await (socket_.async_wait(Socket::wait_read, kAwait) ||
                      timer.async_wait(kAwait));
   if (r.index() == 1) co_return on_timeout;
   auto [ec] = std::get<0>(r);
@@ -1020,8 +1021,8 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     error_code ignored;
     if (attached_ != nullptr) attached_->socket().cancel(ignored);
     socket_.cancel(ignored);
-    // Both coroutines share the strand: yield until the pump has seen its cancellation.
-    while (pump_running_) co_await asio::post(strand_, asio::use_awaitable);
+    // Both coroutines share the event loop: yield until the pump has seen its cancellation.
+    while (pump_running_) co_await asio::post(executor_, kUseAwaitable);
   }
   if (fatal.ok()) {
     switch (reason) {
@@ -1073,7 +1074,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
   // Described while the socket can still say who the peer was, and only if it will be logged.
   std::string who = LogEnabled(level) ? Describe() : std::string();
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.shutdown(Socket::shutdown_both, ignored);
   socket_.close(ignored);
   CountClose(reason);
   std::string why(CloseReasonText(reason));

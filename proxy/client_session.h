@@ -25,15 +25,17 @@ namespace shardyard::proxy {
 
 class Daemon;
 
-// Contract: all members are touched only on the session's strand; the public entry points
-// (Cancel, Shutdown) may be called from any thread and post to it.
+// Contract: a session lives on one worker's event loop; all members are touched only on that
+// worker's thread. The public entry points (Cancel, Shutdown) may be called from any thread and
+// post to it.
 //
 // An idle client has no coroutine: only a callback wait on its socket. Readability spawns an
 // activation that reads and forwards what arrived, arms the next wait, and — when it has just
 // lent the client a server connection — becomes that transaction's pump (server → client).
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(Daemon& daemon, ClientSocket socket, Strand strand, uint64_t id);
+  // `socket` is bound to the event loop of worker `worker`.
+  ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id);
   ~ClientSession();
 
   void Start();
@@ -110,8 +112,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string Peer() const;      // "127.0.0.1:5555" (asked of the socket: not stored)
 
   Daemon& daemon_;
-  ClientSocket socket_;
-  Strand strand_;  // every coroutine of this session runs here
+  Socket socket_;
+  Executor executor_;  // the worker's event loop: every coroutine of this session runs here
+  int worker_;
   const uint64_t id_;
   int32_t process_id_ = 0;  // our BackendKeyData for this client
   int32_t secret_key_ = 0;
@@ -144,9 +147,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool skip_until_sync_ = false;
 
   bool pump_running_ = false;
-  // Finish has begun: wake-ups no longer activate the session. Read off the strand by the
-  // socket-wait callback, hence atomic.
-  std::atomic<bool> finished_{false};
+  bool finished_ = false;  // Finish has begun: wake-ups no longer activate the session
   bool stopping_ = false;
   wire::BackendScanner scanner_;
   wire::ByteBuffer pump_buf_;

@@ -47,7 +47,17 @@ bool SameTarget(const ServerTarget& a, const ServerTarget& b) {
          a.password == b.password && a.connect_timeout == b.connect_timeout;
 }
 
+thread_local Executor* t_executor = nullptr;
+thread_local int t_worker = 0;
+
 }  // namespace
+
+Executor CurrentExecutor() { return *t_executor; }
+int CurrentWorker() { return t_worker; }
+void SetCurrentWorker(const Executor& executor, int index) {
+  t_executor = new Executor(executor);  // lives as long as the thread's worker
+  t_worker = index;
+}
 
 pool::PoolLimits LimitsFrom(const config::PoolSettings& s) {
   pool::PoolLimits l;
@@ -108,17 +118,19 @@ std::vector<std::shared_ptr<ClientSession>> ClientRegistry::All() {
 
 // ---------------------------------------------------------------------------------------------
 
+std::vector<std::unique_ptr<Daemon::Worker>> Daemon::MakeWorkers(int count) {
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < count; ++i) workers.push_back(std::make_unique<Worker>());
+  return workers;
+}
+
 Daemon::Daemon(std::shared_ptr<const config::Config> config, std::string config_path)
     : config_path_(std::move(config_path)),
       config_(std::move(config)),
-      io_(config_->EffectiveWorkers()),
-      acceptor_(io_),
-      signals_(io_, SIGHUP, SIGTERM, SIGINT),
-      maintenance_timer_(io_) {
-  constexpr size_t kStrands = 1024;
-  strands_.reserve(kStrands);
-  for (size_t i = 0; i < kStrands; ++i) strands_.push_back(asio::make_strand(io_));
-}
+      workers_(MakeWorkers(config_->EffectiveWorkers())),
+      acceptor_(workers_[0]->io.get_executor()),
+      signals_(workers_[0]->io.get_executor(), SIGHUP, SIGTERM, SIGINT),
+      maintenance_timer_(workers_[0]->io.get_executor()) {}
 
 Daemon::~Daemon() = default;
 
@@ -145,7 +157,7 @@ int Daemon::Run() {
   auto address = asio::ip::make_address(cfg->listen.host, ec);
   if (ec) {
     // A host name: resolve it once.
-    tcp::resolver resolver(io_);
+    Resolver resolver(workers_[0]->io.get_executor());
     auto results = resolver.resolve(cfg->listen.host, std::to_string(cfg->listen.port), ec);
     if (ec || results.empty()) {
       SY_LOG_ERROR("cannot resolve listen.host \"%s\": %s", cfg->listen.host, ec.message());
@@ -168,33 +180,41 @@ int Daemon::Run() {
               local.address().to_string(), local.port(), workers,
               config::PoolModeName(cfg->pool.mode));
 
-  Spawn(io_.get_executor(), [this] { return Accept(); }, "accept loop");
-  Spawn(io_.get_executor(), [this] { return Signals(); }, "signal handler");
-  Spawn(io_.get_executor(), [this] { return Maintenance(); }, "maintenance");
+  Executor main = workers_[0]->io.get_executor();
+  Spawn(main, [this] { return Accept(); }, "accept loop");
+  Spawn(main, [this] { return Signals(); }, "signal handler");
+  Spawn(main, [this] { return Maintenance(); }, "maintenance");
 
-  for (int i = 1; i < workers; ++i) threads_.emplace_back([this] { io_.run(); });
-  io_.run();
-  for (auto& t : threads_) t.join();
+  for (size_t i = 1; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->thread = std::thread([w, i] {
+      SetCurrentWorker(w->io.get_executor(), static_cast<int>(i));
+      w->io.run();
+    });
+  }
+  SetCurrentWorker(main, 0);
+  workers_[0]->io.run();
+  for (size_t i = 1; i < workers_.size(); ++i) workers_[i]->thread.join();
   SY_LOG_INFO("shardyard stopped");
   return 0;
 }
 
 Task<> Daemon::Accept() {
   while (true) {
-    ClientSocket socket(io_.get_executor());
-    auto [ec] = co_await acceptor_.async_accept(socket, kAwait);
+    // Sessions are spread over the workers' event loops, round robin.
+    size_t worker = next_worker_++ % workers_.size();
+    auto [ec, socket] = co_await acceptor_.async_accept(workers_[worker]->io, kAwait);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // Out of file descriptors and the like: log, pause briefly, keep serving the rest.
       SY_LOG_WARNING("accept failed: %s", ec.message());
-      asio::steady_timer pause(io_);
+      Timer pause(CurrentExecutor());
       pause.expires_after(std::chrono::milliseconds(50));
       co_await pause.async_wait(kAwait);
       continue;
     }
-    // A session's coroutines run on its strand, so they never run concurrently.
     auto session = std::make_shared<ClientSession>(
-        *this, std::move(socket), strands_[next_strand_++ % strands_.size()],
+        *this, std::move(socket), static_cast<int>(worker),
         next_client_id_.fetch_add(1, std::memory_order_relaxed));
     session->Start();
   }
@@ -245,7 +265,10 @@ void Daemon::StopNow() {
   error_code ignored;
   signals_.cancel(ignored);
   maintenance_timer_.cancel();
-  io_.stop();
+  for (auto& w : workers_) {
+    w->guard.reset();
+    w->io.stop();
+  }
 }
 
 Task<> Daemon::Maintenance() {
@@ -352,8 +375,8 @@ absl::StatusOr<std::shared_ptr<Pool>> Daemon::PoolFor(const config::Config& cfg,
   auto target = TargetFor(cfg, db, cfg.FindUser(user_name), user_name, route->node);
   target->generation = target_generation_;
   std::string name = Cat(db.name, "/", user_name, "@", target->endpoint.ToString());
-  auto pool = std::make_shared<Pool>(io_.get_executor(), std::move(name), LimitsFrom(cfg.pool),
-                                     cfg.pool.mode, std::move(target), gate);
+  auto pool = std::make_shared<Pool>(std::move(name), LimitsFrom(cfg.pool), cfg.pool.mode,
+                                     std::move(target), gate);
   pools_[key] = pool;
   return pool;
 }

@@ -1,5 +1,5 @@
-// The shardyard process: worker threads, the listener, signals (reload, graceful and immediate
-// shutdown), the registry of clients for cancels, and the pools.
+// The shardyard process: one event loop per worker thread, the listener, signals (reload,
+// graceful and immediate shutdown), the registry of clients for cancels, and the pools.
 #pragma once
 
 #include <atomic>
@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/scram_secret.h"
@@ -52,7 +52,6 @@ class Daemon {
   int Run();
 
   std::shared_ptr<const config::Config> config() const;
-  asio::io_context& io() { return io_; }
   ClientRegistry& clients() { return clients_; }
   bool shutting_down() const { return shutting_down_.load(std::memory_order_relaxed); }
 
@@ -80,15 +79,20 @@ class Daemon {
   mutable std::mutex config_mu_;
   std::shared_ptr<const config::Config> config_;
 
-  asio::io_context io_;
-  // Sessions share strands from a fixed set: a strand only has to keep one session's handlers
-  // from running concurrently, and a strand per session would cost every idle client ~130 bytes.
-  std::vector<Strand> strands_;
-  size_t next_strand_ = 0;
-  tcp::acceptor acceptor_;
-  asio::signal_set signals_;
-  asio::steady_timer maintenance_timer_;
-  std::vector<std::thread> threads_;
+  // One event loop per worker thread. Each client session lives on one worker (round robin at
+  // accept); pools are shared, and a server connection moves to the worker of the client it is
+  // lent to. Worker 0 also runs the listener, signals and the maintenance tick.
+  struct Worker {
+    asio::io_context io{1};
+    asio::executor_work_guard<Executor> guard{io.get_executor()};
+    std::thread thread;
+  };
+  static std::vector<std::unique_ptr<Worker>> MakeWorkers(int count);
+  std::vector<std::unique_ptr<Worker>> workers_;
+  size_t next_worker_ = 0;
+  Acceptor acceptor_;
+  SignalSet signals_;
+  Timer maintenance_timer_;
 
   ClientRegistry clients_;
   std::atomic<int> client_count_{0};

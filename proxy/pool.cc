@@ -26,7 +26,7 @@ constexpr auto kCancelTimeout = std::chrono::seconds(5);
 std::atomic<uint64_t> g_next_server_id{1};
 
 // Completes an acquire on the waiting client's own executor (its strand).
-void Complete(const asio::any_io_executor& executor, Pool::AcquireHandler handler,
+void Complete(const Executor& executor, Pool::AcquireHandler handler,
               ServerConn* server, absl::Status status) {
   asio::post(executor, [h = std::move(handler), server, st = std::move(status)]() mutable {
     std::move(h)(server, std::move(st));
@@ -37,11 +37,9 @@ void Complete(const asio::any_io_executor& executor, Pool::AcquireHandler handle
 
 uint64_t NextServerId() { return g_next_server_id.fetch_add(1, std::memory_order_relaxed); }
 
-Pool::Pool(asio::any_io_executor executor, std::string name, pool::PoolLimits limits,
-           config::PoolMode mode, std::shared_ptr<const ServerTarget> target,
-           std::shared_ptr<pool::ConnectionGate> gate)
-    : executor_(std::move(executor)),
-      name_(std::move(name)),
+Pool::Pool(std::string name, pool::PoolLimits limits, config::PoolMode mode,
+           std::shared_ptr<const ServerTarget> target, std::shared_ptr<pool::ConnectionGate> gate)
+    : name_(std::move(name)),
       gate_(std::move(gate)),
       core_(name_, limits, gate_.get()),
       mode_(mode),
@@ -71,10 +69,13 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
     std::optional<Core::CheckoutResult> idle;
     {
       std::lock_guard lock(mu_);
-      idle = core_.TakeIdle();
+      idle = core_.TakeIdle(waiter.home);
     }
     if (idle) {
-      if (Usable(idle->server, *idle)) co_return std::make_pair(idle->server, absl::OkStatus());
+      if (Usable(idle->server, *idle)) {
+        idle->server->MoveTo(waiter.executor, waiter.home);
+        co_return std::make_pair(idle->server, absl::OkStatus());
+      }
       continue;
     }
     Core::Actions actions;
@@ -82,11 +83,11 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
     // The initiation runs synchronously: check out under the lock, and either complete at once
     // or leave the handler with the queued waiter for a later grant.
     auto [server, status] = co_await asio::async_initiate<
-        decltype(asio::use_awaitable), void(ServerConn*, absl::Status)>(
+        const asio::use_awaitable_t<Executor>&, void(ServerConn*, absl::Status)>(
         [this, &waiter, &actions, &granted](auto handler) {
-          waiter.executor = asio::get_associated_executor(handler);
           std::unique_lock lock(mu_);
-          Core::CheckoutResult r = core_.CheckOut(&waiter, pool::Clock::now(), actions);
+          Core::CheckoutResult r =
+              core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
           if (r.kind == Core::CheckoutResult::Kind::kQueued) {
             waiter.handler = std::move(handler);
             lock.unlock();
@@ -98,12 +99,15 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
           granted = r;
           Complete(waiter.executor, std::move(handler), r.server, r.error);
         },
-        asio::use_awaitable);
+        kUseAwaitable);
     if (server == nullptr) co_return std::make_pair(nullptr, status);
     // A connection handed over after waiting was just released (idle_since unset: no check);
     // one found idle by the slow path gets the same check as the fast path.
     if (granted.kind != Core::CheckoutResult::Kind::kGranted) granted.idle_since = pool::Clock::now();
-    if (Usable(server, granted)) co_return std::make_pair(server, absl::OkStatus());
+    if (Usable(server, granted)) {
+      server->MoveTo(waiter.executor, waiter.home);
+      co_return std::make_pair(server, absl::OkStatus());
+    }
   }
 }
 
@@ -129,7 +133,7 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
                                                  : CloseReason::kServerResetFailed);
     return;
   }
-  core_.CheckIn(server, server->created_at, now, actions);
+  core_.CheckIn(server, server->home(), server->created_at, now, actions);
 }
 
 void Pool::Release(ServerConn* server) {
@@ -161,7 +165,10 @@ void Pool::CloseServer(ServerConn* server, CloseReason reason) {
 
 void Pool::Execute(Core::Actions& actions) {
   for (int i = 0; i < actions.open; ++i) {
-    Spawn(executor_, [self = shared_from_this()]() { return self->OpenOne(); }, "server login");
+    // The login runs on the calling worker (usually the waiting client's), so the new
+    // connection is most likely used where it was opened.
+    Spawn(CurrentExecutor(), [self = shared_from_this()]() { return self->OpenOne(); },
+          "server login");
   }
   for (auto& [waiter, server] : actions.grants) {
     Complete(waiter->executor, std::move(waiter->handler), server, absl::OkStatus());
@@ -180,7 +187,7 @@ Task<> Pool::OpenOne() {
     target = target_;
     keys = scram_keys_;
   }
-  auto* server = new ServerConn(executor_, NextServerId(), target);
+  auto* server = new ServerConn(CurrentExecutor(), CurrentWorker(), NextServerId(), target);
   absl::Status st = co_await server->Connect(keys);
   Core::Actions actions;
   {
@@ -188,7 +195,7 @@ Task<> Pool::OpenOne() {
     auto now = pool::Clock::now();
     if (st.ok()) {
       if (!welcome_) welcome_ = server->params;
-      core_.ConnectSucceeded(server, now, actions);
+      core_.ConnectSucceeded(server, server->home(), now, actions);
     } else {
       core_.ConnectFailed(st, now, actions);
     }
@@ -208,9 +215,9 @@ Task<> Pool::OpenOne() {
 
 void Pool::ResetAndRelease(ServerConn* server, ResetState state) {
   Spawn(
-      executor_,
+      server->socket().get_executor(),
       [self = shared_from_this(), server, state]() -> Task<> {
-        asio::steady_timer timer(self->executor_);
+        Timer timer(server->socket().get_executor());
         timer.expires_after(kResetTimeout);
         auto r = co_await (self->Reset(server, state) || timer.async_wait(kAwait));
         if (r.index() == 0) {
@@ -238,7 +245,7 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
     if (st.ok()) st = co_await server->Drain(ready, state.scanner);
     if (!st.ok()) server->set_unusable();
     // Let the cancel land before anything else runs on this backend.
-    asio::steady_timer wait(executor_);
+    Timer wait(server->socket().get_executor());
     while (server->usable()) {
       {
         std::lock_guard lock(mu_);
@@ -272,10 +279,10 @@ void Pool::ForwardCancel(ServerConn* server) {
   SY_LOG_INFO("S-%d %s pool=%s forwarding cancel to backend pid %d", server->id(),
               server->target().endpoint.ToString(), name_, server->key.process_id);
   Spawn(
-      executor_,
+      CurrentExecutor(),
       [self = shared_from_this(), server, endpoint = server->target().endpoint,
        key = server->key]() -> Task<> {
-        co_await SendCancelRequest(self->executor_, endpoint, key);
+        co_await SendCancelRequest(CurrentExecutor(), endpoint, key);
         Core::Actions actions;
         {
           std::lock_guard lock(self->mu_);
@@ -289,13 +296,13 @@ void Pool::ForwardCancel(ServerConn* server) {
       "cancel");
 }
 
-Task<> SendCancelRequest(const asio::any_io_executor& executor, const config::Endpoint& endpoint,
+Task<> SendCancelRequest(const Executor& executor, const config::Endpoint& endpoint,
                          const wire::be::BackendKeyData& key) {
-  tcp::socket socket(executor);
-  asio::steady_timer timer(executor);
+  Socket socket(executor);
+  Timer timer(executor);
   timer.expires_after(kCancelTimeout);
   auto deliver = [&]() -> Task<> {
-    tcp::resolver resolver(executor);
+    Resolver resolver(executor);
     std::string port = std::to_string(endpoint.port);
     auto [rec, endpoints] = co_await resolver.async_resolve(endpoint.host, port, kAwait);
     if (rec) co_return;

@@ -43,22 +43,23 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // A parked coroutine continuation; always invoked on Waiter::executor.
   using AcquireHandler = absl::AnyInvocable<void(ServerConn*, absl::Status) &&>;
 
-  // A client waiting for a server connection; lives in the client's coroutine frame.
+  // A client waiting for a server connection; lives in the client's coroutine frame. The
+  // connection it gets is moved to its worker's event loop before use.
   struct Waiter {
     AcquireHandler handler;
-    asio::any_io_executor executor;
-    uint64_t client_id = 0;
+    Executor executor;
+    int home = 0;  // the client's worker
   };
 
-  Pool(asio::any_io_executor executor, std::string name, pool::PoolLimits limits,
-       config::PoolMode mode, std::shared_ptr<const ServerTarget> target,
-       std::shared_ptr<pool::ConnectionGate> gate);
+  Pool(std::string name, pool::PoolLimits limits, config::PoolMode mode,
+       std::shared_ptr<const ServerTarget> target, std::shared_ptr<pool::ConnectionGate> gate);
 
   const std::string& name() const { return name_; }
   config::PoolMode mode() const;
 
-  // Hands out a server connection: at once from the idle list, or after waiting in FIFO order.
-  // Fails with query_wait_timeout, a relayed server login error, or a cancel.
+  // Hands out a server connection — at once from the idle list, or after waiting in FIFO
+  // order — moved to the waiter's event loop. Fails with query_wait_timeout, a relayed server
+  // login error, or a cancel. `waiter.executor` and `waiter.home` must be set.
   Task<std::pair<ServerConn*, absl::Status>> Acquire(Waiter& waiter);
 
   // Removes a waiting client from the queue and fails its wait with `why`. False if it was not
@@ -129,7 +130,6 @@ class Pool : public std::enable_shared_from_this<Pool> {
   Task<> Reset(ServerConn* server, ResetState state);
   Task<> Cancel(ServerConn* server);
 
-  asio::any_io_executor executor_;
   std::string name_;
   std::shared_ptr<pool::ConnectionGate> gate_;
 
@@ -145,7 +145,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
 };
 
 // Sends a CancelRequest for `key` to `endpoint` and waits until the server has handled it.
-Task<> SendCancelRequest(const asio::any_io_executor& executor, const config::Endpoint& endpoint,
+Task<> SendCancelRequest(const Executor& executor, const config::Endpoint& endpoint,
                          const wire::be::BackendKeyData& key);
 
 // Next unique id for server connections (log lines).

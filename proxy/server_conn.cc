@@ -39,12 +39,27 @@ absl::Status LoginError(const ServerTarget& t, std::string message) {
 
 }  // namespace
 
-ServerConn::ServerConn(const asio::any_io_executor& ex, uint64_t id,
+ServerConn::ServerConn(const Executor& executor, int home, uint64_t id,
                        std::shared_ptr<const ServerTarget> target)
-    : id_(id), socket_(ex), target_(std::move(target)) {}
+    : id_(id), home_(home), socket_(executor), target_(std::move(target)) {}
+
+void ServerConn::MoveTo(const Executor& executor, int home) {
+  if (home == home_ || !socket_.is_open()) return;
+  // release() leaves the old event loop (epoll_ctl DEL); assign() joins the new one.
+  error_code ec;
+  auto native = socket_.release(ec);
+  if (ec) {
+    usable_ = false;
+    return;
+  }
+  socket_ = Socket(executor);
+  socket_.assign(protocol_, native, ec);
+  if (ec) usable_ = false;
+  home_ = home;
+}
 
 Task<absl::Status> ServerConn::Connect(const std::shared_ptr<const ScramClientKeys>& scram_keys) {
-  asio::steady_timer timer(socket_.get_executor());
+  Timer timer(socket_.get_executor());
   timer.expires_after(target_->connect_timeout);
   auto result = co_await (ConnectAndLogin(scram_keys.get()) || timer.async_wait(kAwait));
   if (result.index() == 1) {
@@ -62,7 +77,7 @@ Task<absl::Status> ServerConn::Connect(const std::shared_ptr<const ScramClientKe
 }
 
 Task<absl::Status> ServerConn::ConnectAndLogin(const ScramClientKeys* scram_keys) {
-  tcp::resolver resolver(socket_.get_executor());
+  Resolver resolver(socket_.get_executor());
   std::string port = std::to_string(target_->endpoint.port);
   auto [rec, endpoints] = co_await resolver.async_resolve(target_->endpoint.host, port, kAwait);
   if (rec) {
@@ -72,6 +87,7 @@ Task<absl::Status> ServerConn::ConnectAndLogin(const ScramClientKeys* scram_keys
                                 "\": ", rec.message()));
   }
   auto [cec, ep] = co_await asio::async_connect(socket_, endpoints, kAwait);
+  protocol_ = ep.protocol();
   if (cec) {
     co_return PgFatalStatus(absl::StatusCode::kUnavailable,
                             sqlstate::kSqlclientUnableToEstablishSqlconnection,
@@ -374,7 +390,7 @@ bool ServerConn::IsStale() {
 void ServerConn::Close() {
   usable_ = false;
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.shutdown(Socket::shutdown_both, ignored);
   socket_.close(ignored);
 }
 

@@ -37,8 +37,13 @@ struct ScramClientKeys {
 
 class ServerConn {
  public:
-  ServerConn(const asio::any_io_executor& ex, uint64_t id,
+  ServerConn(const Executor& executor, int home, uint64_t id,
              std::shared_ptr<const ServerTarget> target);
+
+  // Moves the socket to another worker's event loop (which then watches it). Only while no
+  // operation is pending on it: between clients.
+  void MoveTo(const Executor& executor, int home);
+  int home() const { return home_; }
 
   // Connects and logs in (within target.connect_timeout). A login the server refuses comes back
   // as its ErrorResponse (FATAL), ready to relay to a client.
@@ -65,7 +70,7 @@ class ServerConn {
   std::string TakeBuffered();
 
   uint64_t id() const { return id_; }
-  tcp::socket& socket() { return socket_; }
+  Socket& socket() { return socket_; }
   const ServerTarget& target() const { return *target_; }
   bool usable() const { return usable_; }
   void set_unusable() { usable_ = false; }
@@ -95,7 +100,9 @@ class ServerConn {
   Task<absl::Status> ReadMessage(char* type, std::string_view* body);
 
   uint64_t id_;
-  tcp::socket socket_;
+  int home_;  // the worker whose event loop watches socket_
+  tcp protocol_ = tcp::v4();  // of the connected endpoint, for MoveTo
+  Socket socket_;
   std::shared_ptr<const ServerTarget> target_;
   std::string read_buf_;
   size_t read_pos_ = 0;

@@ -10,7 +10,7 @@
 
 namespace shardyard::proxy {
 
-template <typename Executor, typename F>
+template <typename F>
 void Spawn(const Executor& executor, F&& function, std::string_view what) {
   asio::co_spawn(executor, std::forward<F>(function), [what](std::exception_ptr e) {
     if (!e) return;

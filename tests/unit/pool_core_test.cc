@@ -36,11 +36,11 @@ class PoolCoreTest : public ::testing::Test {
 TEST_F(PoolCoreTest, OpensOnDemandUpToSizeThenQueues) {
   Core core = Make();
   Core::Actions a;
-  EXPECT_EQ(core.CheckOut(1, now_, a).kind, Kind::kQueued);
+  EXPECT_EQ(core.CheckOut(1, 0, now_, a).kind, Kind::kQueued);
   EXPECT_EQ(a.open, 1);
-  EXPECT_EQ(core.CheckOut(2, now_, a).kind, Kind::kQueued);
+  EXPECT_EQ(core.CheckOut(2, 0, now_, a).kind, Kind::kQueued);
   EXPECT_EQ(a.open, 2);
-  EXPECT_EQ(core.CheckOut(3, now_, a).kind, Kind::kQueued);
+  EXPECT_EQ(core.CheckOut(3, 0, now_, a).kind, Kind::kQueued);
   EXPECT_EQ(a.open, 2) << "never more than size";
   EXPECT_EQ(core.open(), 2);
   EXPECT_EQ(core.waiting(), 3);
@@ -49,15 +49,15 @@ TEST_F(PoolCoreTest, OpensOnDemandUpToSizeThenQueues) {
 TEST_F(PoolCoreTest, NewConnectionsServeWaitersInArrivalOrder) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
-  core.CheckOut(3, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.CheckOut(3, 0, now_, a);
   Core::Actions b;
-  core.ConnectSucceeded(100, now_, b);
-  core.ConnectSucceeded(101, now_, b);
+  core.ConnectSucceeded(100, 0, now_, b);
+  core.ConnectSucceeded(101, 0, now_, b);
   EXPECT_THAT(b.grants, ElementsAre(Pair(1, 100), Pair(2, 101)));
   Core::Actions c;
-  core.CheckIn(100, now_, now_, c);
+  core.CheckIn(100, 0, now_, now_, c);
   EXPECT_THAT(c.grants, ElementsAre(Pair(3, 100))) << "a released server goes to the next waiter";
   EXPECT_EQ(core.idle(), 0);
 }
@@ -65,14 +65,14 @@ TEST_F(PoolCoreTest, NewConnectionsServeWaitersInArrivalOrder) {
 TEST_F(PoolCoreTest, IdleServersAreReusedWarmestFirst) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
-  core.ConnectSucceeded(100, now_, a);
-  core.ConnectSucceeded(101, now_, a);
-  core.CheckIn(100, now_, now_, a);
-  core.CheckIn(101, now_, now_ + 1s, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.ConnectSucceeded(101, 0, now_, a);
+  core.CheckIn(100, 0, now_, now_, a);
+  core.CheckIn(101, 0, now_, now_ + 1s, a);
   EXPECT_EQ(core.idle(), 2);
-  Core::CheckoutResult r = core.CheckOut(3, now_ + 2s, a);
+  Core::CheckoutResult r = core.CheckOut(3, 0, now_ + 2s, a);
   EXPECT_EQ(r.kind, Kind::kGranted);
   EXPECT_EQ(r.server, 101) << "LIFO keeps the rest idle long enough to time out";
   EXPECT_EQ(core.active(), 1);
@@ -81,10 +81,10 @@ TEST_F(PoolCoreTest, IdleServersAreReusedWarmestFirst) {
 TEST_F(PoolCoreTest, QueryWaitTimeoutFailsTheWaiterWithSqlstate57014NamingThePool) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.ConnectSucceeded(100, now_, a);  // granted to 1
-  core.CheckOut(2, now_, a);
-  core.CheckOut(3, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);  // granted to 1
+  core.CheckOut(2, 0, now_, a);
+  core.CheckOut(3, 0, now_, a);
   Core::Actions tick;
   core.Tick(now_ + 9s, tick);
   EXPECT_TRUE(tick.failures.empty());
@@ -103,10 +103,10 @@ TEST_F(PoolCoreTest, ReservePoolOpensOnlyAfterReserveTimeout) {
   limits_.reserve_size = 2;
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.ConnectSucceeded(100, now_, a);
-  core.CheckOut(2, now_, a);
-  core.CheckOut(3, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.CheckOut(3, 0, now_, a);
   Core::Actions early;
   core.Tick(now_ + 2s, early);
   EXPECT_EQ(early.open, 0);
@@ -115,19 +115,19 @@ TEST_F(PoolCoreTest, ReservePoolOpensOnlyAfterReserveTimeout) {
   EXPECT_EQ(late.open, 2) << "one per waiting client, up to reserve_size";
   // After the burst, a surplus connection is closed instead of parked.
   Core::Actions c;
-  core.ConnectSucceeded(101, now_ + 3s, c);
-  core.ConnectSucceeded(102, now_ + 3s, c);
+  core.ConnectSucceeded(101, 0, now_ + 3s, c);
+  core.ConnectSucceeded(102, 0, now_ + 3s, c);
   EXPECT_EQ(c.grants.size(), 2u);
   Core::Actions d;
-  core.CheckIn(101, now_, now_ + 4s, d);
+  core.CheckIn(101, 0, now_, now_ + 4s, d);
   EXPECT_THAT(d.closes, ElementsAre(Pair(101, CloseReason::kServerPoolShrunk)));
 }
 
 TEST_F(PoolCoreTest, FailedLoginWithNoServersFailsWaitersAndFastFailsUntilRetry) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
   ASSERT_EQ(a.open, 2);
   absl::Status refused = absl::UnavailableError("password authentication failed");
   Core::Actions b;
@@ -135,25 +135,25 @@ TEST_F(PoolCoreTest, FailedLoginWithNoServersFailsWaitersAndFastFailsUntilRetry)
   EXPECT_TRUE(b.failures.empty()) << "the second login may still succeed";
   core.ConnectFailed(refused, now_, b);
   EXPECT_EQ(b.failures.size(), 2u) << "nobody could serve them before the retry";
-  Core::CheckoutResult r = core.CheckOut(3, now_ + 500ms, b);
+  Core::CheckoutResult r = core.CheckOut(3, 0, now_ + 500ms, b);
   EXPECT_EQ(r.kind, Kind::kFailed) << "the server is not hammered during server_login_retry";
   EXPECT_EQ(r.error, refused);
   Core::Actions c;
-  EXPECT_EQ(core.CheckOut(4, now_ + 1s, c).kind, Kind::kQueued);
+  EXPECT_EQ(core.CheckOut(4, 0, now_ + 1s, c).kind, Kind::kQueued);
   EXPECT_EQ(c.open, 1) << "after server_login_retry a new attempt is made";
 }
 
 TEST_F(PoolCoreTest, FailedLoginWhileServersExistKeepsWaitersWaiting) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.ConnectSucceeded(100, now_, a);
-  core.CheckOut(2, now_, a);  // opens the second
+  core.CheckOut(1, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);  // opens the second
   core.ConnectFailed(absl::UnavailableError("too many connections"), now_, a);
   EXPECT_TRUE(a.failures.empty());
   EXPECT_EQ(core.waiting(), 1);
   Core::Actions b;
-  core.CheckIn(100, now_, now_, b);
+  core.CheckIn(100, 0, now_, now_, b);
   EXPECT_THAT(b.grants, ElementsAre(Pair(2, 100)));
 }
 
@@ -161,12 +161,12 @@ TEST_F(PoolCoreTest, IdleTimeoutClosesConnectionsButKeepsMinSize) {
   limits_.min_size = 1;
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
-  core.ConnectSucceeded(100, now_, a);
-  core.ConnectSucceeded(101, now_, a);
-  core.CheckIn(100, now_, now_, a);
-  core.CheckIn(101, now_, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.ConnectSucceeded(101, 0, now_, a);
+  core.CheckIn(100, 0, now_, now_, a);
+  core.CheckIn(101, 0, now_, now_, a);
   Core::Actions t;
   core.Tick(now_ + 59s, t);
   EXPECT_TRUE(t.closes.empty());
@@ -191,13 +191,13 @@ TEST_F(PoolCoreTest, LifetimeClosesOnlyIdleConnections) {
   limits_.server_lifetime = 100s;
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.ConnectSucceeded(100, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
   Core::Actions t;
   core.Tick(now_ + 200s, t);
   EXPECT_TRUE(t.closes.empty()) << "a connection in use is never closed for its age";
   Core::Actions b;
-  core.CheckIn(100, now_, now_ + 200s, b);
+  core.CheckIn(100, 0, now_, now_ + 200s, b);
   EXPECT_THAT(b.closes, ElementsAre(Pair(100, CloseReason::kServerLifetime)));
   EXPECT_EQ(core.open(), 0);
 }
@@ -208,16 +208,16 @@ TEST_F(PoolCoreTest, GateCapsConnectionsAcrossPoolsOfADatabase) {
   Core a = Make();
   Core b = Make();
   Core::Actions x;
-  for (int i = 0; i < 2; ++i) a.CheckOut(i, now_, x);
-  for (int i = 10; i < 13; ++i) b.CheckOut(i, now_, x);
+  for (int i = 0; i < 2; ++i) a.CheckOut(i, 0, now_, x);
+  for (int i = 10; i < 13; ++i) b.CheckOut(i, 0, now_, x);
   EXPECT_EQ(x.open, 3);
   EXPECT_EQ(gate_.used(), 3);
   EXPECT_TRUE(b.blocked_by_gate());
   // A slot freed by pool a lets pool b open on its next tick.
-  a.ConnectSucceeded(100, now_, x);
-  a.ConnectSucceeded(101, now_, x);
+  a.ConnectSucceeded(100, 0, now_, x);
+  a.ConnectSucceeded(101, 0, now_, x);
   Core::Actions y;
-  a.CheckIn(100, now_, now_, y);
+  a.CheckIn(100, 0, now_, now_, y);
   a.CloseIdle(CloseReason::kServerEvicted, y, 1);
   EXPECT_EQ(gate_.used(), 2);
   Core::Actions z;
@@ -229,9 +229,9 @@ TEST_F(PoolCoreTest, ShrinkingThePoolClosesSurplusIdleConnections) {
   limits_.size = 3;
   Core core = Make();
   Core::Actions a;
-  for (int i = 0; i < 3; ++i) core.CheckOut(i, now_, a);
-  for (int s = 100; s < 103; ++s) core.ConnectSucceeded(s, now_, a);
-  for (int s = 100; s < 103; ++s) core.CheckIn(s, now_, now_, a);
+  for (int i = 0; i < 3; ++i) core.CheckOut(i, 0, now_, a);
+  for (int s = 100; s < 103; ++s) core.ConnectSucceeded(s, 0, now_, a);
+  for (int s = 100; s < 103; ++s) core.CheckIn(s, 0, now_, now_, a);
   PoolLimits smaller = limits_;
   smaller.size = 1;
   Core::Actions b;
@@ -243,25 +243,56 @@ TEST_F(PoolCoreTest, ShrinkingThePoolClosesSurplusIdleConnections) {
 TEST_F(PoolCoreTest, CancelledWaiterLeavesTheQueue) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
-  core.CheckOut(3, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.CheckOut(3, 0, now_, a);
   EXPECT_TRUE(core.CancelWaiter(2));
   EXPECT_FALSE(core.CancelWaiter(2));
   Core::Actions b;
-  core.ConnectSucceeded(100, now_, b);
-  core.ConnectSucceeded(101, now_, b);
+  core.ConnectSucceeded(100, 0, now_, b);
+  core.ConnectSucceeded(101, 0, now_, b);
   EXPECT_THAT(b.grants, ElementsAre(Pair(1, 100), Pair(3, 101)));
+}
+
+TEST_F(PoolCoreTest, IdleConnectionOnTheCallersWorkerIsPreferred) {
+  Core core = Make();
+  Core::Actions a;
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 1, now_, a);
+  core.ConnectSucceeded(100, /*home=*/0, now_, a);
+  core.ConnectSucceeded(101, /*home=*/1, now_, a);
+  core.CheckIn(100, 0, now_, now_, a);
+  core.CheckIn(101, 1, now_, now_ + 1s, a);  // the warmest lives on worker 1
+  EXPECT_EQ(core.CheckOut(3, /*home=*/0, now_ + 2s, a).server, 100);
+  EXPECT_EQ(core.CheckOut(4, /*home=*/0, now_ + 2s, a).server, 101) << "else the warmest";
+}
+
+TEST_F(PoolCoreTest, ReleasedConnectionGoesToAWaiterOnItsWorkerWithinTheGrace) {
+  limits_.size = 1;
+  Core core = Make();
+  Core::Actions a;
+  core.CheckOut(1, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);       // granted to 1
+  core.CheckOut(2, /*home=*/1, now_, a);        // first in line, on worker 1
+  core.CheckOut(3, /*home=*/0, now_ + 1ms, a);  // queued 1 ms later, on worker 0
+  Core::Actions b;
+  core.CheckIn(100, /*home=*/0, now_, now_ + 20ms, b);
+  EXPECT_THAT(b.grants, ElementsAre(Pair(3, 100)))
+      << "the same-worker waiter arrived within the grace of the first in line";
+  core.CheckOut(4, /*home=*/0, now_ + kCrossWorkerGrace, b);  // arrived a grace later
+  Core::Actions c;
+  core.CheckIn(100, 0, now_, now_ + 30ms, c);
+  EXPECT_THAT(c.grants, ElementsAre(Pair(2, 100))) << "the first in line waited a grace longer";
 }
 
 TEST_F(PoolCoreTest, DiscardedServerIsReplacedForWaiters) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, now_, a);
-  core.CheckOut(2, now_, a);
-  core.ConnectSucceeded(100, now_, a);
-  core.ConnectSucceeded(101, now_, a);
-  core.CheckOut(3, now_, a);
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.ConnectSucceeded(101, 0, now_, a);
+  core.CheckOut(3, 0, now_, a);
   Core::Actions b;
   core.Discard(now_, b);
   EXPECT_EQ(b.open, 1);
