@@ -256,7 +256,8 @@ def write_chart(out_dir, png_name, summary, workloads, targets, labels):
     colors = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "shardyard": "#d62728"}
     cols = []
     for i, t in enumerate(targets):
-        spec = f"'' index IDX using {i + 2}:xtic(1) title '{labels[t]}' lc rgb '{colors.get(t, '#2ca02c')}'"
+        color = colors.get(t, "#2ca02c")
+        spec = f"'' index IDX using {i + 2}:xtic(1) title '{labels[t]}' lc rgb '{color}'"
         cols.append(spec)
     plot = ", ".join(cols)
     script = f"""

@@ -59,7 +59,8 @@ class Postgres:
         with open(os.path.join(self.data, "postgresql.auto.conf"), "w", encoding="ascii") as f:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
-        logfile = open(os.path.join(self.dir, "server.log"), "ab")  # pylint: disable=consider-using-with
+        # pylint: disable-next=consider-using-with
+        logfile = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = procs.popen([self.bin("postgres"), "-D", self.data], as_postgres=True,
                                 stdout=logfile, stderr=subprocess.STDOUT)
         procs.wait_for_port(self.port, self.proc, timeout=60, what="PostgreSQL")
@@ -227,7 +228,8 @@ databases:
     shards:
       - primary: {{host: 127.0.0.1, port: {ctx.pg.port}}}
 """)
-        self.log = open(os.path.join(d, "shardyard.log"), "ab")  # pylint: disable=consider-using-with
+        # pylint: disable-next=consider-using-with
+        self.log = open(os.path.join(d, "shardyard.log"), "ab")
         argv = list(ctx.shardyard_wrapper) + [ctx.shardyard, "--config", conf]
         self.proc = procs.popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         procs.wait_for_port(self.port, self.proc, timeout=60, what="Shardyard")
