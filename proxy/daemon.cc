@@ -128,7 +128,6 @@ Daemon::Daemon(std::shared_ptr<const config::Config> config, std::string config_
     : config_path_(std::move(config_path)),
       config_(std::move(config)),
       workers_(MakeWorkers(config_->EffectiveWorkers())),
-      acceptor_(workers_[0]->io.get_executor()),
       signals_(workers_[0]->io.get_executor(), SIGHUP, SIGTERM, SIGINT),
       maintenance_timer_(workers_[0]->io.get_executor()) {}
 
@@ -165,23 +164,19 @@ int Daemon::Run() {
     }
     address = results.begin()->endpoint().address();
   }
-  tcp::endpoint endpoint(address, cfg->listen.port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    SY_LOG_ERROR("cannot listen on %s: %s", cfg->listen.ToString(), ec.message());
+  auto port = Listen(tcp::endpoint(address, cfg->listen.port));
+  if (!port.ok()) {
+    SY_LOG_ERROR("cannot listen on %s: %s", cfg->listen.ToString(), port.status().message());
     return 1;
   }
-  auto local = acceptor_.local_endpoint(ec);
-  int workers = cfg->EffectiveWorkers();
   SY_LOG_INFO("shardyard listening on %s:%d with %d worker threads (%s pooling)",
-              local.address().to_string(), local.port(), workers,
+              address.to_string(), *port, static_cast<int>(workers_.size()),
               config::PoolModeName(cfg->pool.mode));
 
   Executor main = workers_[0]->io.get_executor();
-  Spawn(main, [this] { return Accept(); }, "accept loop");
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Spawn(workers_[i]->io.get_executor(), [this, i] { return Accept(i); }, "accept loop");
+  }
   Spawn(main, [this] { return Signals(); }, "signal handler");
   Spawn(main, [this] { return Maintenance(); }, "maintenance");
 
@@ -199,13 +194,37 @@ int Daemon::Run() {
   return 0;
 }
 
-Task<> Daemon::Accept() {
+absl::StatusOr<uint16_t> Daemon::Listen(tcp::endpoint endpoint) {
+  using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  error_code ec;
+  // A probe without SO_REUSEPORT fails if anything already listens there: otherwise a second
+  // shardyard on the same port would silently share its clients.
+  {
+    Acceptor probe(workers_[0]->io.get_executor());
+    probe.open(endpoint.protocol(), ec);
+    if (!ec) probe.set_option(Acceptor::reuse_address(true), ec);
+    if (!ec) probe.bind(endpoint, ec);
+    if (ec) return absl::UnavailableError(ec.message());
+    endpoint.port(probe.local_endpoint().port());  // resolves port 0 once for all workers
+  }
+  for (auto& w : workers_) {
+    w->acceptor.open(endpoint.protocol(), ec);
+    if (!ec) w->acceptor.set_option(Acceptor::reuse_address(true), ec);
+    if (!ec) w->acceptor.set_option(ReusePort(true), ec);
+    if (!ec) w->acceptor.bind(endpoint, ec);
+    if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return absl::UnavailableError(ec.message());
+  }
+  return endpoint.port();
+}
+
+Task<> Daemon::Accept(size_t worker) {
+  Acceptor& acceptor = workers_[worker]->acceptor;
   while (true) {
-    // Sessions are spread over the workers' event loops, round robin.
-    size_t worker = next_worker_++ % workers_.size();
-    auto [ec, socket] = co_await acceptor_.async_accept(workers_[worker]->io, kAwait);
+    // Each worker accepts on its own socket; its clients live on its event loop.
+    auto [ec, socket] = co_await acceptor.async_accept(kAwait);
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       // Out of file descriptors and the like: log, pause briefly, keep serving the rest.
       SY_LOG_WARNING("accept failed: %s", ec.message());
       Timer pause(CurrentExecutor());
@@ -246,8 +265,13 @@ Task<> Daemon::Signals() {
 void Daemon::BeginShutdown(bool immediate) {
   if (!shutting_down_.exchange(true)) {
     shutdown_deadline_ = std::chrono::steady_clock::now() + config()->shutdown_timeout;
-    error_code ignored;
-    acceptor_.close(ignored);
+    // Each acceptor belongs to its worker's thread: close it there.
+    for (auto& w : workers_) {
+      asio::post(w->io, [w = w.get()] {
+        error_code ignored;
+        w->acceptor.close(ignored);
+      });
+    }
   }
   if (immediate) shutdown_deadline_ = std::chrono::steady_clock::now();
   for (auto& session : clients_.All()) session->Shutdown(immediate);

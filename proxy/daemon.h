@@ -68,7 +68,11 @@ class Daemon {
   ScramSecret ScramSecretFor(const config::User& user);
 
  private:
-  Task<> Accept();
+  // Accepts clients on worker `index`'s own listening socket.
+  Task<> Accept(size_t index);
+  // Opens one listening socket per worker on `endpoint` (SO_REUSEPORT: the kernel spreads
+  // connections, no hand-off between threads). Returns the port actually bound.
+  absl::StatusOr<uint16_t> Listen(tcp::endpoint endpoint);
   Task<> Signals();
   Task<> Maintenance();
   void Reload();
@@ -85,12 +89,12 @@ class Daemon {
   struct Worker {
     asio::io_context io{1};
     asio::executor_work_guard<Executor> guard{io.get_executor()};
+    Acceptor acceptor{io.get_executor()};
     std::thread thread;
   };
   static std::vector<std::unique_ptr<Worker>> MakeWorkers(int count);
   std::vector<std::unique_ptr<Worker>> workers_;
-  size_t next_worker_ = 0;
-  Acceptor acceptor_;
+
   SignalSet signals_;
   Timer maintenance_timer_;
 
