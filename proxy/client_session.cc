@@ -442,7 +442,10 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
 }
 
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
-  Pool::Waiter waiter{.handler = {}, .executor = executor_, .home = worker_};
+  Pool::Waiter waiter{.handler = {},
+                      .executor = executor_,
+                      .home = worker_,
+                      .on_queued = [this] { in_.ShrinkToFit(); }};
   waiter_ = &waiter;
   auto result = co_await pool_->Acquire(waiter);
   waiter_ = nullptr;

@@ -91,6 +91,9 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
           if (r.kind == Core::CheckoutResult::Kind::kQueued) {
             waiter.handler = std::move(handler);
             lock.unlock();
+            // The waiter's handler is parked: it cannot run before this initiation returns,
+            // so its owner's state may still be touched here.
+            if (waiter.on_queued) waiter.on_queued();
             Execute(actions);
             return;
           }

@@ -81,6 +81,23 @@ void ByteBuffer::Append(std::string_view bytes) {
   CommitWrite(bytes.size());
 }
 
+void ByteBuffer::ShrinkToFit() {
+  uint32_t used = end_ - begin_;
+  if (used == 0) {
+    Release();
+    return;
+  }
+  uint32_t cap = (used + 63) & ~uint32_t{63};
+  if (cap >= cap_) return;
+  char* fresh = AllocateBlock(cap);
+  std::memcpy(fresh, data_ + begin_, used);
+  FreeBlock(data_, cap_);
+  data_ = fresh;
+  cap_ = cap;
+  begin_ = 0;
+  end_ = used;
+}
+
 void ByteBuffer::Consume(size_t n) {
   begin_ += static_cast<uint32_t>(n);
   if (begin_ == end_) begin_ = end_ = 0;

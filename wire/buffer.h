@@ -39,6 +39,9 @@ class ByteBuffer {
   void ReleaseIfEmpty() {
     if (empty()) Release();
   }
+  // Moves a few held bytes out of a standard block into storage of about their size (a client
+  // queued for a server keeps its query, not 16 kB, while it waits).
+  void ShrinkToFit();
   size_t capacity() const { return cap_; }
 
  private:

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "wire/buffer.h"
 #include "wire/messages.h"
 
 namespace shardyard::wire {
@@ -66,6 +67,22 @@ TEST(FramerTest, ExactlyTheLimitIsAccepted) {
   std::string m = Encode(CopyData{std::string(100, 'a')});
   EXPECT_EQ(ParseFrame(m, 100).kind, Frame::Kind::kMessage);
   EXPECT_EQ(ParseFrame(m, 99).kind, Frame::Kind::kError);
+}
+
+TEST(ByteBufferTest, ShrinkToFitKeepsTheBytesAndGrowsAgainOnDemand) {
+  ByteBuffer b;
+  b.Append("header");
+  b.Consume(2);
+  ASSERT_EQ(b.capacity(), ByteBuffer::kBlockSize);
+  b.ShrinkToFit();
+  EXPECT_EQ(b.data(), "ader");
+  EXPECT_LE(b.capacity(), 64u);
+  b.Append(std::string(1000, 'x'));
+  EXPECT_EQ(b.size(), 1004u);
+  EXPECT_EQ(b.data().substr(0, 5), "aderx");
+  b.Consume(b.size());
+  b.ShrinkToFit();
+  EXPECT_EQ(b.capacity(), 0u) << "nothing held: no storage";
 }
 
 TEST(FramerTest, StartupPacketBounds) {
