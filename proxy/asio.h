@@ -12,6 +12,7 @@
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -39,8 +40,11 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 using SignalSet = asio::basic_signal_set<Executor>;
 
 inline constexpr asio::use_awaitable_t<Executor> kUseAwaitable{};
-// co_await op(..., kAwait) yields a tuple (error_code, ...) instead of throwing.
-inline constexpr auto kAwait = asio::as_tuple(kUseAwaitable);
+// co_await op(..., kAwait) yields a tuple (error_code, ...) instead of throwing. The operation
+// is awaited directly (deferred): no coroutine frame is allocated for it.
+inline constexpr auto kAwait = asio::as_tuple(asio::deferred);
+// The same as a full awaitable, for the operands of `a || b`.
+inline constexpr auto kAwaitable = asio::as_tuple(kUseAwaitable);
 
 // The executor and index of the worker whose thread is calling (every proxy thread is a
 // worker: one event loop each).

@@ -441,11 +441,16 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
   co_return absl::OkStatus();
 }
 
-Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
-  Pool::Waiter waiter{.handler = {},
+Pool::Waiter ClientSession::MakeWaiter() {
+  // A queued client keeps only its pending bytes, not a 16 kB block.
+  return Pool::Waiter{.handler = {},
                       .executor = executor_,
                       .home = worker_,
                       .on_queued = [this] { in_.ShrinkToFit(); }};
+}
+
+Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
+  Pool::Waiter waiter = MakeWaiter();
   waiter_ = &waiter;
   auto result = co_await pool_->Acquire(waiter);
   waiter_ = nullptr;
@@ -701,7 +706,8 @@ Task<bool> ClientSession::ProcessInput() {
       // a server blocked on its own output would otherwise stop reading ours.
       if (run >= wire::ByteBuffer::kBlockSize) {
         EnsurePump();
-        if (!co_await ForwardRun(run)) co_return true;
+        auto [ec, n] = co_await ForwardRun(run);
+        if (!ForwardDone(run, ec)) co_return true;
         run = 0;
       }
       continue;
@@ -709,7 +715,8 @@ Task<bool> ClientSession::ProcessInput() {
     // A message Shardyard handles itself ends the current run.
     if (run > 0) {
       EnsurePump();
-      if (!co_await ForwardRun(run)) co_return true;
+      auto [ec, n] = co_await ForwardRun(run);
+      if (!ForwardDone(run, ec)) co_return true;
       run = 0;
     }
     in_.Consume(f.size);
@@ -731,34 +738,36 @@ Task<bool> ClientSession::ProcessInput() {
       co_return EndSession(CloseReason::kClientProtocolError, st);
     }
   }
-  if (run > 0) co_await ForwardRun(run);
-  co_return true;
-}
-
-Task<bool> ClientSession::ForwardRun(size_t bytes) {
-  ServerConn* server = attached_;
-  auto [ec, n] = co_await asio::async_write(server->socket(),
-                                            asio::buffer(in_.data().data(), bytes), kAwait);
-  in_.Consume(bytes);
-  if (ec) {
-    server->set_unusable();
-    if (server_failed_.ok()) {
-      server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
-                                     "server connection lost", ec.message());
-    }
-    co_return false;
+  if (run > 0) {
+    auto [ec, n] = co_await ForwardRun(run);
+    ForwardDone(run, ec);
   }
   co_return true;
 }
 
+bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {
+  in_.Consume(bytes);
+  if (!ec) return true;
+  attached_->set_unusable();
+  if (server_failed_.ok()) {
+    server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                                   "server connection lost", ec.message());
+  }
+  return false;
+}
+
 Task<absl::Status> ClientSession::Attach() {
   for (int attempt = 0;; ++attempt) {
-    auto [server, st] = co_await AcquireServer();
+    Pool::Waiter waiter = MakeWaiter();  // in this frame: no AcquireServer frame per transaction
+    waiter_ = &waiter;
+    auto [server, st] = co_await pool_->Acquire(waiter);
+    waiter_ = nullptr;
     if (!st.ok()) {
       co_return AsError(st, Cat("Shardyard found no server connection for pool ", pool_->name(),
                                 "."));
     }
-    st = co_await ApplyParams(server);
+    // Usually the server already has this client's settings: no coroutine for that.
+    if (server->params != params_) st = co_await ApplyParams(server);
     if (st.ok()) {
       attached_ = server;
       server_tx_ = server->tx_status;
@@ -953,8 +962,8 @@ Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration ti
   in_.ReleaseIfEmpty();
   Timer timer(executor_);
   timer.expires_after(timeout);
-  auto r = co_await (socket_.async_wait(Socket::wait_read, kAwait) ||
-                     timer.async_wait(kAwait));
+  auto r = co_await (socket_.async_wait(Socket::wait_read, kAwaitable) ||
+                     timer.async_wait(kAwaitable));
   if (r.index() == 1) co_return on_timeout;
   auto [ec] = std::get<0>(r);
   if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;

@@ -80,7 +80,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Returns false when the session must end (close_reason_ / close_error_ say why).
   Task<bool> ProcessInput();
   bool EndSession(CloseReason reason, absl::Status error = absl::OkStatus());
-  Task<bool> ForwardRun(size_t bytes);
+  // Writes the first `bytes` of the input buffer to the attached server (awaited directly, no
+  // coroutine frame); ForwardDone consumes them and records a failure.
+  auto ForwardRun(size_t bytes) {
+    return asio::async_write(attached_->socket(), asio::buffer(in_.data().data(), bytes), kAwait);
+  }
+  bool ForwardDone(size_t bytes, const error_code& ec);
   Task<absl::Status> Attach();
   Task<absl::Status> ApplyParams(ServerConn* server);
   void AdoptServerParams(ServerConn* server);
@@ -107,6 +112,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void RearmClientTimers();
 
   Task<std::pair<ServerConn*, absl::Status>> AcquireServer();
+  Pool::Waiter MakeWaiter();
 
   std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"
   std::string Peer() const;      // "127.0.0.1:5555" (asked of the socket: not stored)

@@ -83,7 +83,7 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
     // The initiation runs synchronously: check out under the lock, and either complete at once
     // or leave the handler with the queued waiter for a later grant.
     auto [server, status] = co_await asio::async_initiate<
-        const asio::use_awaitable_t<Executor>&, void(ServerConn*, absl::Status)>(
+        const asio::deferred_t&, void(ServerConn*, absl::Status)>(
         [this, &waiter, &actions, &granted](auto handler) {
           std::unique_lock lock(mu_);
           Core::CheckoutResult r =
@@ -102,7 +102,7 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
           granted = r;
           Complete(waiter.executor, std::move(handler), r.server, r.error);
         },
-        kUseAwaitable);
+        asio::deferred);
     if (server == nullptr) co_return std::make_pair(nullptr, status);
     // A connection handed over after waiting was just released (idle_since unset: no check);
     // one found idle by the slow path gets the same check as the fast path.
@@ -222,7 +222,7 @@ void Pool::ResetAndRelease(ServerConn* server, ResetState state) {
       [self = shared_from_this(), server, state]() -> Task<> {
         Timer timer(server->socket().get_executor());
         timer.expires_after(kResetTimeout);
-        auto r = co_await (self->Reset(server, state) || timer.async_wait(kAwait));
+        auto r = co_await (self->Reset(server, state) || timer.async_wait(kAwaitable));
         if (r.index() == 0) {
           self->Release(server);
         } else {
@@ -321,7 +321,7 @@ Task<> SendCancelRequest(const Executor& executor, const config::Endpoint& endpo
       if (ec) break;
     }
   };
-  co_await (deliver() || timer.async_wait(kAwait));
+  co_await (deliver() || timer.async_wait(kAwaitable));
   error_code ignored;
   socket.close(ignored);
 }

@@ -61,7 +61,7 @@ void ServerConn::MoveTo(const Executor& executor, int home) {
 Task<absl::Status> ServerConn::Connect(const std::shared_ptr<const ScramClientKeys>& scram_keys) {
   Timer timer(socket_.get_executor());
   timer.expires_after(target_->connect_timeout);
-  auto result = co_await (ConnectAndLogin(scram_keys.get()) || timer.async_wait(kAwait));
+  auto result = co_await (ConnectAndLogin(scram_keys.get()) || timer.async_wait(kAwaitable));
   if (result.index() == 1) {
     Close();
     co_return PgFatalStatus(absl::StatusCode::kDeadlineExceeded,
