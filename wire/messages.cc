@@ -36,6 +36,18 @@ std::vector<int16_t> DecodeInt16List(Reader& r) {
   return v;
 }
 
+// Describe and Close: 'S' (statement) or 'P' (portal), then a name.
+void EncodeTargetName(Writer& w, char target, const std::string& name) {
+  w.Byte(static_cast<uint8_t>(target));
+  w.CString(name);
+}
+
+void DecodeTargetName(Reader& r, char* target, std::string* name) {
+  *target = static_cast<char>(r.Byte());
+  if (*target != 'S' && *target != 'P') r.Fail();
+  *name = std::string(r.CString());
+}
+
 }  // namespace
 
 namespace fe {
@@ -142,16 +154,11 @@ Bind Bind::DecodeBody(Reader& r) {
   return m;
 }
 
-void Describe::EncodeBody(Writer& w) const {
-  w.Byte(static_cast<uint8_t>(target));
-  w.CString(name);
-}
+void Describe::EncodeBody(Writer& w) const { EncodeTargetName(w, target, name); }
 
 Describe Describe::DecodeBody(Reader& r) {
   Describe m;
-  m.target = static_cast<char>(r.Byte());
-  if (m.target != 'S' && m.target != 'P') r.Fail();
-  m.name = std::string(r.CString());
+  DecodeTargetName(r, &m.target, &m.name);
   return m;
 }
 
@@ -167,16 +174,11 @@ Execute Execute::DecodeBody(Reader& r) {
   return m;
 }
 
-void Close::EncodeBody(Writer& w) const {
-  w.Byte(static_cast<uint8_t>(target));
-  w.CString(name);
-}
+void Close::EncodeBody(Writer& w) const { EncodeTargetName(w, target, name); }
 
 Close Close::DecodeBody(Reader& r) {
   Close m;
-  m.target = static_cast<char>(r.Byte());
-  if (m.target != 'S' && m.target != 'P') r.Fail();
-  m.name = std::string(r.CString());
+  DecodeTargetName(r, &m.target, &m.name);
   return m;
 }
 

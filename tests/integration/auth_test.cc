@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 #include "wire/auth.h"
 
 namespace shardyard::testing {
@@ -13,7 +13,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class AuthTest : public ::testing::Test {
+class AuthTest : public ProxyTest {
  protected:
   void SetUp() override {
     PgServer::Options options;
@@ -36,13 +36,11 @@ class AuthTest : public ::testing::Test {
     scram_secret_ = *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_scram'");
     md5_secret_ = *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_md5'");
   }
-  void StartProxy(const std::string& users, const std::string& top = "") {
+  void StartWithUsers(const std::string& users, const std::string& top = "") {
     ConfigOptions o;
     o.users = users;
     o.top = top;
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
+    StartProxy(o);
   }
   absl::StatusOr<std::string> Whoami(const std::string& user, const std::string& password) {
     auto c = Connect(sy_->ConnInfo("app", user, password));
@@ -50,14 +48,12 @@ class AuthTest : public ::testing::Test {
     return QueryValue(c->get(), "SELECT current_user");
   }
 
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
   std::string scram_secret_;
   std::string md5_secret_;
 };
 
 TEST_F(AuthTest, EveryClientMethodWithEverySecretForm) {
-  StartProxy(Cat("  - {name: app, password: secret}\n"
+  StartWithUsers(Cat("  - {name: app, password: secret}\n"
                  "  - {name: u_md5, auth_type: md5, password: '",
                  md5_secret_, "'}\n  - {name: u_clear, auth_type: md5, password: pw_clear}\n"
                  "  - {name: u_scram, password: '",
@@ -70,7 +66,7 @@ TEST_F(AuthTest, EveryClientMethodWithEverySecretForm) {
 }
 
 TEST_F(AuthTest, WrongPasswordIsRefusedWithPostgresMessage) {
-  StartProxy("  - {name: app, password: secret}\n"
+  StartWithUsers("  - {name: app, password: secret}\n"
              "  - {name: u_md5, auth_type: md5, password: pw_md5}\n");
   for (const std::string user : {"app", "u_md5"}) {
     auto c = Connect(sy_->ConnInfo("app", user, "wrong"));
@@ -82,7 +78,7 @@ TEST_F(AuthTest, WrongPasswordIsRefusedWithPostgresMessage) {
 }
 
 TEST_F(AuthTest, UnknownUserIsRefusedAsPostgresWould) {
-  StartProxy("  - {name: app, password: secret}\n");
+  StartWithUsers("  - {name: app, password: secret}\n");
   // With password authentication PostgreSQL does not reveal whether the role exists.
   auto c = Connect(sy_->ConnInfo("app", "nobody", "x"));
   ASSERT_FALSE(c.ok());
@@ -91,7 +87,7 @@ TEST_F(AuthTest, UnknownUserIsRefusedAsPostgresWould) {
 }
 
 TEST_F(AuthTest, UnknownUserUnderTrustIsRoleDoesNotExist) {
-  StartProxy("  - {name: app, password: secret}\n", "auth_type: trust\n");
+  StartWithUsers("  - {name: app, password: secret}\n", "auth_type: trust\n");
   auto c = Connect(sy_->ConnInfo("app", "nobody"));
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("role \"nobody\" does not exist"));
@@ -100,7 +96,7 @@ TEST_F(AuthTest, UnknownUserUnderTrustIsRoleDoesNotExist) {
 }
 
 TEST_F(AuthTest, EveryServerMethod) {
-  StartProxy(
+  StartWithUsers(
       "  - {name: u_trust, password: pw_trust}\n"      // server: trust
       "  - {name: u_clear, password: pw_clear}\n"      // server: cleartext password
       "  - {name: u_md5, password: pw_md5}\n"          // server: md5
@@ -114,13 +110,13 @@ TEST_F(AuthTest, EveryServerMethod) {
 }
 
 TEST_F(AuthTest, Md5SecretLogsInToAnMd5Server) {
-  StartProxy(Cat("  - {name: u_md5, auth_type: md5, password: '", md5_secret_, "'}\n"));
+  StartWithUsers(Cat("  - {name: u_md5, auth_type: md5, password: '", md5_secret_, "'}\n"));
   EXPECT_EQ(*Whoami("u_md5", "pw_md5"), "u_md5");
 }
 
 TEST_F(AuthTest, HashedPasswordThatCannotAnswerTheServerIsExplained) {
   // Clients are checked against the md5 hash, but the server asks for the cleartext password.
-  StartProxy(Cat("  - {name: u_clear, auth_type: md5, password: ",
+  StartWithUsers(Cat("  - {name: u_clear, auth_type: md5, password: ",
                  wire::Md5Secret("u_clear", "pw_clear"), "}\n"));
   auto who = Whoami("u_clear", "pw_clear");
   ASSERT_FALSE(who.ok());

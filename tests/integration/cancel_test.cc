@@ -10,7 +10,7 @@
 #include <atomic>
 #include <thread>
 
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 #include "wire/messages.h"
 
 namespace shardyard::testing {
@@ -19,23 +19,8 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class CancelTest : public ::testing::Test {
+class CancelTest : public ProxyTest {
  protected:
-  void StartWith(const std::string& pool_lines) {
-    auto pg = StartAppServer();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    ConfigOptions o;
-    o.pool = pool_lines;
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
-  }
-  PgConn Client() {
-    auto c = Connect(sy_->ConnInfo("app", "app", "secret"));
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
-  }
   static bool SendCancel(PGconn* c) {
     PGcancel* cancel = PQgetCancel(c);
     char err[256];
@@ -52,9 +37,6 @@ class CancelTest : public ::testing::Test {
     }
     return state;
   }
-
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
 };
 
 TEST_F(CancelTest, PgSleepIsCancelledWithinASecond) {

@@ -6,32 +6,21 @@
 #include <regex>
 
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 
 namespace shardyard::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-class ClientToolsTest : public ::testing::Test {
+class ClientToolsTest : public ProxyTest {
  protected:
-  void SetUp() override {
-    auto pg = StartAppServer();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    ConfigOptions o;
-    o.pool = "  size: 5\n  query_wait_timeout: 60s\n";
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
-  }
+  void SetUp() override { StartWith("  size: 5\n  query_wait_timeout: 60s\n"); }
   std::map<std::string, std::string> Env() const {
     return {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(sy_->port())},
             {"PGUSER", "app"},       {"PGPASSWORD", "secret"},
             {"PGDATABASE", "app"},   {"PGCONNECT_TIMEOUT", "10"}};
   }
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
 };
 
 TEST_F(ClientToolsTest, PsqlRunsAScriptWithTransactionsErrorsAndCopy) {

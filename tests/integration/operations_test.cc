@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 
 namespace shardyard::testing {
 namespace {
@@ -16,23 +16,12 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class OperationsTest : public ::testing::Test {
+class OperationsTest : public ProxyTest {
  protected:
   void Start(ConfigOptions o = {}) {
-    auto pg = StartAppServer();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
     options_ = o;
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
+    StartWith(o.pool.empty() ? "  size: 20\n" : o.pool, {}, o);
   }
-  absl::StatusOr<PgConn> Client(const std::string& db = "app", const std::string& user = "app",
-                                const std::string& pw = "secret") {
-    return Connect(sy_->ConnInfo(db, user, pw));
-  }
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
   ConfigOptions options_;
 };
 
@@ -83,7 +72,7 @@ TEST(CommandLineTest, VersionHelpAndUsageErrors) {
 
 TEST_F(OperationsTest, ReloadAppliesUsersPasswordsSizesAndDatabasesWithoutDroppingClients) {
   Start();
-  auto kept = Client();
+  auto kept = TryClient();
   ASSERT_TRUE(kept.ok());
   ASSERT_TRUE(Exec(kept->get(), "BEGIN; UPDATE items SET v = 'during reload' WHERE id = 1").ok());
   ASSERT_TRUE(pg_->CreateUser("newbie", "fresh").ok());
@@ -102,13 +91,13 @@ TEST_F(OperationsTest, ReloadAppliesUsersPasswordsSizesAndDatabasesWithoutDroppi
   EXPECT_EQ(*QueryValue(kept->get(), "SELECT v FROM items WHERE id = 1"), "during reload");
   ASSERT_TRUE(Exec(kept->get(), "COMMIT").ok());
   // New users and passwords apply; the old password no longer does.
-  auto newbie = Client("second", "newbie", "fresh");
+  auto newbie = TryClient("second", "newbie", "fresh");
   ASSERT_TRUE(newbie.ok()) << newbie.status();
-  EXPECT_FALSE(Client("second", "app", "secret").ok());
-  auto app = Client("second", "app", "changed");
+  EXPECT_FALSE(TryClient("second", "app", "secret").ok());
+  auto app = TryClient("second", "app", "changed");
   ASSERT_TRUE(app.ok()) << app.status();
   // The removed database takes no new clients.
-  auto removed = Client("app", "app", "changed");
+  auto removed = TryClient("app", "app", "changed");
   ASSERT_FALSE(removed.ok());
   EXPECT_THAT(std::string(removed.status().message()), HasSubstr("database \"app\" does not exist"));
 }
@@ -119,8 +108,8 @@ TEST_F(OperationsTest, ReloadWithNewPoolSizeIsEnforced) {
   Start(o);
   o.pool = "  size: 1\n  query_wait_timeout: 500ms\n";
   ASSERT_TRUE(sy_->Reload(MakeConfig(*pg_, o)).ok());
-  auto a = Client();
-  auto b = Client();
+  auto a = TryClient();
+  auto b = TryClient();
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE(Exec(a->get(), "BEGIN; SELECT 1").ok());
   PgResult r(PQexec(b->get(), "SELECT 1"));
@@ -133,7 +122,7 @@ TEST_F(OperationsTest, InvalidReloadIsRefusedAndTheOldConfigStays) {
   ASSERT_TRUE(sy_->Reload("pool: {size: -1}\nusers: []\ndatabases: []\n").ok());
   EXPECT_THAT(sy_->Log(), HasSubstr("keeping the current configuration"));
   EXPECT_THAT(sy_->Log(), HasSubstr("pool.size: must be between 1"));
-  auto c = Client();
+  auto c = TryClient();
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(*QueryValue(c->get(), "SELECT 1"), "1");
 }
@@ -142,14 +131,14 @@ TEST_F(OperationsTest, SigtermLetsRunningTransactionsFinishThenExitsZero) {
   ConfigOptions o;
   o.top = "shutdown_timeout: 20s\n";
   Start(o);
-  auto busy = Client();
-  auto idle = Client();
+  auto busy = TryClient();
+  auto idle = TryClient();
   ASSERT_TRUE(busy.ok() && idle.ok());
   ASSERT_TRUE(Exec(busy->get(), "BEGIN; UPDATE items SET v = 'finishing' WHERE id = 4").ok());
   sy_->process().Signal(SIGTERM);
   std::this_thread::sleep_for(300ms);
   // No new connections.
-  EXPECT_FALSE(Client().ok());
+  EXPECT_FALSE(TryClient().ok());
   // The idle client was told why and disconnected.
   PgResult gone(PQexec(idle->get(), "SELECT 1"));
   EXPECT_NE(PQresultStatus(gone.get()), PGRES_TUPLES_OK);
@@ -169,7 +158,7 @@ TEST_F(OperationsTest, SigtermClosesStragglersAfterShutdownTimeout) {
   ConfigOptions o;
   o.top = "shutdown_timeout: 1s\n";
   Start(o);
-  auto busy = Client();
+  auto busy = TryClient();
   ASSERT_TRUE(busy.ok());
   ASSERT_TRUE(Exec(busy->get(), "BEGIN; UPDATE items SET v = 'abandoned' WHERE id = 5").ok());
   auto start = std::chrono::steady_clock::now();
@@ -185,7 +174,7 @@ TEST_F(OperationsTest, SigtermClosesStragglersAfterShutdownTimeout) {
 
 TEST_F(OperationsTest, SigintClosesEverythingAtOnce) {
   Start();
-  auto busy = Client();
+  auto busy = TryClient();
   ASSERT_TRUE(busy.ok());
   ASSERT_TRUE(Exec(busy->get(), "BEGIN; SELECT 1").ok());
   sy_->process().Signal(SIGINT);
@@ -202,11 +191,11 @@ TEST_F(OperationsTest, EveryCloseIsLoggedWithItsReason) {
   o.pool = "  size: 2\n  server_idle_timeout: 1s\n";
   Start(o);
   {
-    auto c = Client();
+    auto c = TryClient();
     ASSERT_TRUE(c.ok());
     EXPECT_EQ(*QueryValue(c->get(), "SELECT 1"), "1");
   }
-  EXPECT_FALSE(Client("app", "app", "nope").ok());
+  EXPECT_FALSE(TryClient("app", "app", "nope").ok());
   std::this_thread::sleep_for(1500ms);
   std::string log = sy_->Log();
   EXPECT_THAT(log, HasSubstr("app/app closing because: client sent Terminate"));

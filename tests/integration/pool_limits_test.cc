@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 
 namespace shardyard::testing {
 namespace {
@@ -22,31 +22,15 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class PoolLimitsTest : public ::testing::Test {
+class PoolLimitsTest : public ProxyTest {
  protected:
-  void StartWith(const std::string& pool_lines, PgServer::Options pg_options = {},
-                 ConfigOptions o = {}) {
-    auto pg = StartAppServer(pg_options);
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    o.pool = pool_lines;
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
-  }
-  absl::StatusOr<PgConn> Client(const std::string& user = "app") {
-    return Connect(sy_->ConnInfo("app", user, "secret"));
-  }
   std::string PoolName() const { return Cat("app/app@127.0.0.1:", pg_->port()); }
-
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
 };
 
 TEST_F(PoolLimitsTest, FiveHundredClientsShareTenServerConnections) {
   StartWith("  size: 10\n  query_wait_timeout: 60s\n");
   {
-    auto setup = Client();
+    auto setup = TryClient();
     ASSERT_TRUE(setup.ok());
     ASSERT_TRUE(Exec(setup->get(), "CREATE TABLE counter(n int); INSERT INTO counter VALUES (0)").ok());
   }
@@ -68,7 +52,7 @@ TEST_F(PoolLimitsTest, FiveHundredClientsShareTenServerConnections) {
   std::vector<std::thread> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.emplace_back([&] {
-      auto c = Client();
+      auto c = TryClient();
       if (!c.ok()) {
         ++failed;
         return;
@@ -89,7 +73,7 @@ TEST_F(PoolLimitsTest, FiveHundredClientsShareTenServerConnections) {
   EXPECT_EQ(ok.load(), kClients * kTransactions);
   EXPECT_LE(max_backends.load(), 10) << "never more server connections than the pool size";
   EXPECT_GE(max_backends.load(), 2) << "the monitor saw the pool at work";
-  auto check = Client();
+  auto check = TryClient();
   ASSERT_TRUE(check.ok());
   EXPECT_EQ(*QueryValue(check->get(), "SELECT n FROM counter"),
             std::to_string(kClients * kTransactions));
@@ -97,8 +81,8 @@ TEST_F(PoolLimitsTest, FiveHundredClientsShareTenServerConnections) {
 
 TEST_F(PoolLimitsTest, QueryWaitTimeoutFailsTheWaitingRequestWith57014NamingThePool) {
   StartWith("  size: 1\n  query_wait_timeout: 1s\n");
-  auto holder = Client();
-  auto waiter = Client();
+  auto holder = TryClient();
+  auto waiter = TryClient();
   ASSERT_TRUE(holder.ok() && waiter.ok());
   ASSERT_TRUE(Exec(holder->get(), "BEGIN; SELECT 1").ok());
   auto start = std::chrono::steady_clock::now();
@@ -117,8 +101,8 @@ TEST_F(PoolLimitsTest, QueryWaitTimeoutFailsTheWaitingRequestWith57014NamingTheP
 
 TEST_F(PoolLimitsTest, QueryWaitTimeoutInExtendedProtocolSkipsToSync) {
   StartWith("  size: 1\n  query_wait_timeout: 500ms\n");
-  auto holder = Client();
-  auto waiter = Client();
+  auto holder = TryClient();
+  auto waiter = TryClient();
   ASSERT_TRUE(holder.ok() && waiter.ok());
   ASSERT_TRUE(Exec(holder->get(), "BEGIN").ok());
   const char* v[] = {"5"};
@@ -134,16 +118,16 @@ TEST_F(PoolLimitsTest, MaxClientConnectionsRefusesWith53300) {
   StartWith("  size: 2\n  max_client_connections: 3\n");
   std::vector<PgConn> held;
   for (int i = 0; i < 3; ++i) {
-    auto c = Client();
+    auto c = TryClient();
     ASSERT_TRUE(c.ok()) << c.status();
     held.push_back(*std::move(c));
   }
-  auto refused = Client();
+  auto refused = TryClient();
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("too many clients"));
   held.pop_back();
   std::this_thread::sleep_for(200ms);
-  EXPECT_TRUE(Client().ok()) << "a slot frees when a client leaves";
+  EXPECT_TRUE(TryClient().ok()) << "a slot frees when a client leaves";
 }
 
 TEST_F(PoolLimitsTest, MaxDbConnectionsCapsServerConnectionsAcrossUsers) {
@@ -160,10 +144,10 @@ TEST_F(PoolLimitsTest, MaxDbConnectionsCapsServerConnectionsAcrossUsers) {
   sy_ = *std::move(sy);
 
   // app2 logs in first (its first login borrows a server to learn what servers report).
-  auto b = Client("app2");
+  auto b = TryClient("app", "app2");
   ASSERT_TRUE(b.ok()) << b.status();
-  auto a1 = Client();
-  auto a2 = Client();
+  auto a1 = TryClient();
+  auto a2 = TryClient();
   ASSERT_TRUE(a1.ok() && a2.ok());
   ASSERT_TRUE(Exec(a1->get(), "BEGIN; SELECT 1").ok());
   // app2's idle connection is evicted so that app can open its second one.
@@ -187,8 +171,8 @@ TEST_F(PoolLimitsTest, MaxDbConnectionsCapsServerConnectionsAcrossUsers) {
 
 TEST_F(PoolLimitsTest, ReservePoolServesAClientThatWaitedReserveTimeout) {
   StartWith("  size: 1\n  reserve_size: 1\n  reserve_timeout: 500ms\n  query_wait_timeout: 10s\n");
-  auto holder = Client();
-  auto waiter = Client();
+  auto holder = TryClient();
+  auto waiter = TryClient();
   ASSERT_TRUE(holder.ok() && waiter.ok());
   ASSERT_TRUE(Exec(holder->get(), "BEGIN; SELECT 1").ok());
   auto start = std::chrono::steady_clock::now();
@@ -207,7 +191,7 @@ TEST_F(PoolLimitsTest, ReservePoolServesAClientThatWaitedReserveTimeout) {
 TEST_F(PoolLimitsTest, MinSizeKeepsServerConnectionsWarm) {
   StartWith("  size: 5\n  min_size: 3\n  server_idle_timeout: 1s\n");
   {
-    auto c = Client();
+    auto c = TryClient();
     ASSERT_TRUE(c.ok());
   }
   auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -221,7 +205,7 @@ TEST_F(PoolLimitsTest, MinSizeKeepsServerConnectionsWarm) {
 
 TEST_F(PoolLimitsTest, ServerIdleTimeoutClosesIdleServerConnections) {
   StartWith("  size: 5\n  server_idle_timeout: 1s\n");
-  auto c = Client();
+  auto c = TryClient();
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(*QueryValue(c->get(), "SELECT 1"), "1");
   EXPECT_EQ(CountBackends(*pg_, "app"), 1);
@@ -233,7 +217,7 @@ TEST_F(PoolLimitsTest, ServerIdleTimeoutClosesIdleServerConnections) {
 
 TEST_F(PoolLimitsTest, ServerLifetimeClosesAConnectionOnlyWhenIdle) {
   StartWith("  size: 1\n  server_lifetime: 1s\n");
-  auto c = Client();
+  auto c = TryClient();
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(Exec(c->get(), "BEGIN").ok());
   std::string pid = *QueryValue(c->get(), "SELECT pg_backend_pid()");
@@ -266,7 +250,7 @@ TEST_F(PoolLimitsTest, ServerConnectTimeoutAgainstAServerThatNeverAnswers) {
   ASSERT_TRUE(sy.ok());
   sy_ = *std::move(sy);
   auto start = std::chrono::steady_clock::now();
-  auto c = Client();
+  auto c = TryClient();
   auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("server_connect_timeout (500ms) expired"));
@@ -295,27 +279,27 @@ TEST_F(PoolLimitsTest, RefusedServerLoginIsRelayedAndNotRetriedBeforeServerLogin
   ASSERT_TRUE(sy.ok());
   sy_ = *std::move(sy);
   std::string log = pg_->data_dir() + "/server.log";
-  auto first = Client();
+  auto first = TryClient();
   ASSERT_FALSE(first.ok());
   EXPECT_THAT(std::string(first.status().message()),
               HasSubstr("password authentication failed for user \"app\""));
   int attempts = CountInFile(log, "password authentication failed");
   EXPECT_EQ(attempts, 1);
   for (int i = 0; i < 5; ++i) {
-    auto again = Client();
+    auto again = TryClient();
     ASSERT_FALSE(again.ok());
     EXPECT_THAT(std::string(again.status().message()), HasSubstr("password authentication failed"));
   }
   EXPECT_EQ(CountInFile(log, "password authentication failed"), attempts)
       << "no new server login during server_login_retry";
   std::this_thread::sleep_for(2100ms);
-  EXPECT_FALSE(Client().ok());
+  EXPECT_FALSE(TryClient().ok());
   EXPECT_EQ(CountInFile(log, "password authentication failed"), attempts + 1);
 }
 
 TEST_F(PoolLimitsTest, ClientIdleTimeoutDisconnectsIdleClientsWith57P05) {
   StartWith("  size: 2\n  client_idle_timeout: 1s\n");
-  auto c = Client();
+  auto c = TryClient();
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(*QueryValue(c->get(), "SELECT 1"), "1");
   std::this_thread::sleep_for(1500ms);
@@ -327,8 +311,8 @@ TEST_F(PoolLimitsTest, ClientIdleTimeoutDisconnectsIdleClientsWith57P05) {
 
 TEST_F(PoolLimitsTest, IdleTransactionTimeoutDisconnectsAndRollsBack) {
   StartWith("  size: 2\n  idle_transaction_timeout: 1s\n");
-  auto c = Client();
-  auto other = Client();
+  auto c = TryClient();
+  auto other = TryClient();
   ASSERT_TRUE(c.ok() && other.ok());
   ASSERT_TRUE(Exec(c->get(), "BEGIN; UPDATE items SET v = 'locked' WHERE id = 1").ok());
   std::this_thread::sleep_for(1500ms);

@@ -11,7 +11,7 @@
 
 #include "common/crypto.h"
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 #include "wire/framer.h"
 #include "wire/messages.h"
 
@@ -20,25 +20,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class ProtocolTest : public ::testing::Test {
+class ProtocolTest : public ProxyTest {
  protected:
-  void SetUp() override {
-    auto pg = StartAppServer();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    ConfigOptions o;
-    o.pool = "  size: 5\n";
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
-  }
-  PgConn Client() {
-    auto c = Connect(sy_->ConnInfo("app", "app", "secret"));
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
-  }
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
+  void SetUp() override { StartWith("  size: 5\n"); }
 };
 
 TEST_F(ProtocolTest, SimpleQueryReturnsEveryResultOfAMultiStatementString) {
@@ -347,16 +331,14 @@ class MalformedInputTest : public ProtocolTest {
     auto pg = StartAppServer();
     ASSERT_TRUE(pg.ok()) << pg.status();
     pg_ = *std::move(pg);
+    ASSERT_TRUE(pg_->CreateUser("raw", "secret").ok());
+    ASSERT_TRUE(pg_->ExecSuper("GRANT ALL ON DATABASE app TO raw").ok());
     ConfigOptions o;
     o.pool = "  size: 5\n";
     o.top = "max_message_size: 64kB\n";
     o.users = "  - {name: app, password: secret}\n  - {name: raw, auth_type: trust, "
               "server_password: secret}\n";
-    ASSERT_TRUE(pg_->CreateUser("raw", "secret").ok());
-    ASSERT_TRUE(pg_->ExecSuper("GRANT ALL ON DATABASE app TO raw").ok());
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
+    StartProxy(o);
   }
 };
 

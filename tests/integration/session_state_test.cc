@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "common/strings.h"
-#include "tests/harness/shardyard.h"
+#include "tests/harness/proxy_test.h"
 
 namespace shardyard::testing {
 namespace {
@@ -17,24 +17,8 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class SessionStateTest : public ::testing::Test {
+class SessionStateTest : public ProxyTest {
  protected:
-  void StartWith(const std::string& pool_lines) {
-    auto pg = StartAppServer();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    ConfigOptions o;
-    o.pool = pool_lines;
-    auto sy = Shardyard::Start(MakeConfig(*pg_, o));
-    ASSERT_TRUE(sy.ok()) << sy.status();
-    sy_ = *std::move(sy);
-  }
-  PgConn Client(const std::string& extra = "") {
-    auto c = Connect(sy_->ConnInfo("app", "app", "secret", extra));
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
-  }
-
   // Runs `sql` in a forked child connected through Shardyard, then kills it with SIGKILL once
   // the child says it is ready (after `sql` returned, or once `sql` started if `async`).
   void RunAndKillChild(const std::string& sql, bool async) {
@@ -66,9 +50,6 @@ class SessionStateTest : public ::testing::Test {
     int status;
     waitpid(pid, &status, 0);
   }
-
-  std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<Shardyard> sy_;
 };
 
 TEST_F(SessionStateTest, EachClientSeesOnlyItsOwnSettings) {
