@@ -22,9 +22,6 @@ using wire::be::TxStatus;
 
 namespace {
 
-// Message types the pump must see in the server→client stream.
-constexpr std::string_view kPumpTypes = "ZSEGW";
-
 absl::Status Fatal(std::string_view state, std::string message, std::string detail = "") {
   return PgFatalStatus(absl::StatusCode::kFailedPrecondition, state, std::move(message),
                        std::move(detail));
@@ -77,8 +74,7 @@ ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t
       socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       worker_(worker),
-      id_(id),
-      scanner_(kPumpTypes) {
+      id_(id) {
   error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
@@ -774,7 +770,7 @@ Task<absl::Status> ClientSession::Attach() {
       pending_ready_ = 0;
       unsynced_ = false;
       copy_in_ = false;
-      scanner_.Reset();
+      server->relay_scanner.Reset();
       co_return absl::OkStatus();
     }
     // The server refused the client's settings: a fresh connection gets one more try.
@@ -806,11 +802,12 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 Task<> ClientSession::Pump() {
   pump_running_ = true;
   ServerConn* server = attached_;
+  wire::ByteBuffer& pump_buf = server->relay_buf;
   std::string leftover = server->TakeBuffered();
-  if (!leftover.empty()) pump_buf_.Append(leftover);
+  if (!leftover.empty()) pump_buf.Append(leftover);
   while (!stopping_) {
-    if (pump_buf_.empty()) {
-      std::span<char> space = pump_buf_.PrepareWrite(wire::ByteBuffer::kBlockSize);
+    if (pump_buf.empty()) {
+      std::span<char> space = pump_buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
       auto [ec, n] = co_await server->socket().async_read_some(
           asio::buffer(space.data(), space.size()), kAwait);
       if (ec) {
@@ -824,10 +821,10 @@ Task<> ClientSession::Pump() {
         }
         break;
       }
-      pump_buf_.CommitWrite(n);
+      pump_buf.CommitWrite(n);
     }
     cut_at_ = kNoCut;
-    absl::Status st = scanner_.Scan(pump_buf_.data(), [this](char type, std::string_view body,
+    absl::Status st = server->relay_scanner.Scan(pump_buf.data(), [this](char type, std::string_view body,
                                                              size_t end) {
       OnServerMessage(type, body, end);
     });
@@ -837,7 +834,7 @@ Task<> ClientSession::Pump() {
       WakeMain();
       break;
     }
-    std::string_view chunk = pump_buf_.data();
+    std::string_view chunk = pump_buf.data();
     if (cut_at_ != kNoCut) {
       // Replace what follows (the ReadyForQuery) with the error that ends the session.
       Out().assign(chunk.substr(0, cut_at_));
@@ -847,7 +844,7 @@ Task<> ClientSession::Pump() {
     }
     auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()),
                                                 kAwait);
-    pump_buf_.Clear();
+    pump_buf.Clear();
     if (cut_at_ != kNoCut) out_.reset();
     if (wec) {
       if (!stopping_) {
@@ -857,9 +854,13 @@ Task<> ClientSession::Pump() {
       break;
     }
     if (ReadyToRelease()) {
+      // The buffer is the server's: let it go before the server goes to another client
+      // (possibly on another worker), and touch neither afterwards.
+      pump_buf.ReleaseIfEmpty();
+      pump_running_ = false;
       ReleaseServer();
       RearmClientTimers();
-      break;
+      co_return;
     }
     if (!server_failed_.ok()) {  // e.g. a transaction block in statement mode
       WakeMain();
@@ -871,7 +872,14 @@ Task<> ClientSession::Pump() {
     }
     RearmClientTimers();
   }
-  pump_buf_.ReleaseIfEmpty();
+  // The server is still attached here: the main loop releases it once the pump has stopped.
+  if (!pump_buf.empty()) {
+    // Read but never relayed (the session stopped first): where the stream stands is unknown,
+    // and no later client may see these bytes.
+    server->set_unusable();
+    pump_buf.Clear();
+  }
+  pump_buf.ReleaseIfEmpty();
   pump_running_ = false;
 }
 
@@ -921,7 +929,8 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
 
 bool ClientSession::ReadyToRelease() const {
   return mode_ != config::PoolMode::kSession && pending_ready_ == 0 && !unsynced_ &&
-         server_tx_ == TxStatus::kIdle && scanner_.AtBoundary() && server_failed_.ok();
+         server_tx_ == TxStatus::kIdle && attached_->relay_scanner.AtBoundary() &&
+         server_failed_.ok();
 }
 
 void ClientSession::ReleaseServer() {
@@ -1077,7 +1086,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
                mode_ != config::PoolMode::kSession) {
       pool_->Release(server);
     } else {
-      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, scanner_});
+      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, server->relay_scanner});
     }
   }
   const bool routine = reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||

@@ -155,8 +155,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool pump_running_ = false;
   bool finished_ = false;  // Finish has begun: wake-ups no longer activate the session
   bool stopping_ = false;
-  wire::BackendScanner scanner_;
-  wire::ByteBuffer pump_buf_;
   uint32_t cut_at_ = kNoCut;  // forward the current chunk only up to here
   static constexpr uint32_t kNoCut = ~uint32_t{0};
 

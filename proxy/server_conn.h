@@ -14,6 +14,7 @@
 #include "pool/session_params.h"
 #include "proxy/asio.h"
 #include "wire/backend_scanner.h"
+#include "wire/buffer.h"
 #include "wire/messages.h"
 
 namespace shardyard::proxy {
@@ -80,6 +81,14 @@ class ServerConn {
   wire::be::TxStatus tx_status = wire::be::TxStatus::kIdle;
   wire::be::BackendKeyData key;
   pool::TimePoint created_at;
+
+  // Relaying this connection's replies to the client it serves: the bytes read and not yet
+  // forwarded, and where the scan of the message stream stands. They belong to the server
+  // connection, not to each client session, so that idle clients carry neither.
+  wire::ByteBuffer relay_buf;
+  // The relay stops on the message types the client session acts on: ReadyForQuery,
+  // ParameterStatus, ErrorResponse and the CopyIn/CopyBoth responses.
+  wire::BackendScanner relay_scanner{"ZSEGW"};
 
   // Cancel requests sent for this connection and not yet finished; guarded by the pool's mutex.
   int cancels_in_flight = 0;
