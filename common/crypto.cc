@@ -80,15 +80,19 @@ Sha256Digest Pbkdf2HmacSha256(std::string_view password, std::span<const uint8_t
   return out;
 }
 
-std::string Md5Hex(std::string_view data) {
+void Md5Hex(std::string_view first, std::string_view second, std::span<char, 32> out) {
   unsigned char digest[16];
-  Digest(FetchedMd5(), {AsBytes(data)}, digest);
+  Digest(FetchedMd5(), {AsBytes(first), AsBytes(second)}, digest);
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(32, '\0');
   for (int i = 0; i < 16; ++i) {
     out[2 * i] = kHex[digest[i] >> 4];
     out[2 * i + 1] = kHex[digest[i] & 0xf];
   }
+}
+
+std::string Md5Hex(std::string_view data) {
+  std::string out(32, '\0');
+  Md5Hex(data, {}, std::span<char, 32>(out.data(), 32));
   return out;
 }
 

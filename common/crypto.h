@@ -19,6 +19,8 @@ Sha256Digest Pbkdf2HmacSha256(std::string_view password, std::span<const uint8_t
                               int iterations);
 // Lowercase hex of MD5(data), as PostgreSQL's md5 authentication uses it.
 std::string Md5Hex(std::string_view data);
+// The same for the concatenation of `first` and `second`, written to `out` (no allocation).
+void Md5Hex(std::string_view first, std::string_view second, std::span<char, 32> out);
 
 // Cryptographically secure random bytes.
 void RandomBytes(std::span<uint8_t> out);

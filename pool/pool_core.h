@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "common/close_reason.h"
 #include "common/duration.h"
@@ -66,12 +67,15 @@ inline constexpr auto kCrossWorkerGrace = std::chrono::milliseconds(5);
 template <typename Server, typename Waiter>
 class PoolCore {
  public:
-  // What the caller must do after a call, outside the lock.
+  // What the caller must do after a call, outside the lock. One grant or close per call is the
+  // common case (a release handing its server to the next waiter): stored inline, no malloc.
+  template <typename T>
+  using List = absl::InlinedVector<T, 1>;
   struct Actions {
-    int open = 0;                                          // start this many server logins
-    std::vector<std::pair<Waiter, Server>> grants;         // hand these servers to waiters
-    std::vector<std::pair<Waiter, absl::Status>> failures; // fail these waiters
-    std::vector<std::pair<Server, CloseReason>> closes;    // close these (already uncounted)
+    int open = 0;                                     // start this many server logins
+    List<std::pair<Waiter, Server>> grants;           // hand these servers to waiters
+    List<std::pair<Waiter, absl::Status>> failures;   // fail these waiters
+    List<std::pair<Server, CloseReason>> closes;      // close these (already uncounted)
     bool empty() const { return open == 0 && grants.empty() && failures.empty() && closes.empty(); }
   };
 

@@ -350,14 +350,19 @@ Task<absl::Status> ClientSession::ReadPasswordPacket(std::string* body) {
   }
 }
 
+namespace {
+
+absl::Status PasswordAuthFailed(std::string_view user_name) {
+  return PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
+                       Cat("password authentication failed for user \"", user_name, "\""));
+}
+
+}  // namespace
+
 Task<absl::Status> ClientSession::Authenticate(const config::User* user,
                                                const std::string& user_name) {
   using wire::be::Authentication;
   config::AuthType method = user ? config_->AuthTypeFor(*user) : config_->auth_type;
-  auto failed = [&user_name] {
-    return PgFatalStatus(absl::StatusCode::kUnauthenticated, sqlstate::kInvalidPassword,
-                         Cat("password authentication failed for user \"", user_name, "\""));
-  };
   Out().clear();
   Out().reserve(512);  // room for the whole welcome (AuthenticationOk ... ReadyForQuery)
   switch (method) {
@@ -369,66 +374,25 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       }
       break;
     case config::AuthType::kMd5: {
-      std::string salt(4, '\0');
-      crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt.data()), 4});
-      wire::Encode(Authentication{Authentication::kMd5Password, salt, {}}, &Out());
+      char salt[4];
+      crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt), sizeof(salt)});
+      const std::string_view salt_view(salt, sizeof(salt));
+      wire::Encode(Authentication{Authentication::kMd5Password, std::string(salt_view), {}},
+                   &Out());
       if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
       std::string body;
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
       auto pw = wire::Decode<wire::fe::PasswordMessage>(body);
       if (!pw.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid password packet");
       // Unknown users go through the same exchange and fail the same way.
-      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt, pw->password)) {
-        co_return failed();
+      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt_view, pw->password)) {
+        co_return PasswordAuthFailed(user_name);
       }
       break;
     }
     case config::AuthType::kScramSha256: {
-      ScramSecret secret;
-      if (user != nullptr) {
-        secret = daemon_.ScramSecretFor(*user);
-      } else {
-        secret.salt = MockSalt(user_name);
-        crypto::RandomBytes(secret.stored_key);
-        crypto::RandomBytes(secret.server_key);
-      }
-      wire::Encode(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256"}}, &Out());
-      if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
-      std::string body;
-      if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
-      auto initial = wire::Decode<wire::fe::SaslInitialResponse>(body);
-      if (!initial.ok() || !initial->data) {
-        co_return Fatal(sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
-      }
-      if (initial->mechanism != "SCRAM-SHA-256") {
-        co_return Fatal(sqlstate::kProtocolViolation,
-                        "client selected an invalid SASL authentication mechanism");
-      }
-      wire::ScramServerExchange scram(secret);
-      auto server_first = scram.HandleClientFirst(*initial->data);
-      if (!server_first.ok()) co_return server_first.status();
-      wire::Encode(Authentication{Authentication::kSaslContinue, *server_first, {}}, &Out());
-      if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
-      if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
-      auto server_final = scram.HandleClientFinal(body);
-      if (!server_final.ok()) {
-        if (server_final.status().code() == absl::StatusCode::kUnauthenticated) co_return failed();
-        co_return server_final.status();
-      }
-      if (user == nullptr) co_return failed();
-      wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &Out());
-      // Remember the proved ClientKey: it lets pools log in to servers storing this secret.
-      if (user->password.starts_with("SCRAM-SHA-256$") && user->server_password.empty()) {
-        auto keys = std::make_shared<ScramClientKeys>();
-        keys->client_key = scram.client_key();
-        keys->server_key = secret.server_key;
-        const config::Database* db = config_->FindDatabase(database_);
-        if (db != nullptr) {
-          if (auto pool = daemon_.PoolFor(*config_, *db, user_name); pool.ok()) {
-            (*pool)->SetScramKeys(std::move(keys));
-          }
-        }
-      }
+      absl::Status st = co_await AuthenticateScram(user, user_name);
+      if (!st.ok()) co_return st;
       break;
     }
   }
@@ -437,12 +401,70 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
   co_return absl::OkStatus();
 }
 
+Task<absl::Status> ClientSession::AuthenticateScram(const config::User* user,
+                                                    const std::string& user_name) {
+  using wire::be::Authentication;
+  ScramSecret secret;
+  if (user != nullptr) {
+    secret = daemon_.ScramSecretFor(*user);
+  } else {
+    secret.salt = MockSalt(user_name);
+    crypto::RandomBytes(secret.stored_key);
+    crypto::RandomBytes(secret.server_key);
+  }
+  wire::Encode(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256"}}, &Out());
+  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  std::string body;
+  if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
+  auto initial = wire::Decode<wire::fe::SaslInitialResponse>(body);
+  if (!initial.ok() || !initial->data) {
+    co_return Fatal(sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
+  }
+  if (initial->mechanism != "SCRAM-SHA-256") {
+    co_return Fatal(sqlstate::kProtocolViolation,
+                    "client selected an invalid SASL authentication mechanism");
+  }
+  wire::ScramServerExchange scram(secret);
+  auto server_first = scram.HandleClientFirst(*initial->data);
+  if (!server_first.ok()) co_return server_first.status();
+  wire::Encode(Authentication{Authentication::kSaslContinue, *server_first, {}}, &Out());
+  if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
+  if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
+  auto server_final = scram.HandleClientFinal(body);
+  if (!server_final.ok()) {
+    if (server_final.status().code() == absl::StatusCode::kUnauthenticated) {
+      co_return PasswordAuthFailed(user_name);
+    }
+    co_return server_final.status();
+  }
+  if (user == nullptr) co_return PasswordAuthFailed(user_name);
+  wire::Encode(Authentication{Authentication::kSaslFinal, *server_final, {}}, &Out());
+  // Remember the proved ClientKey: it lets pools log in to servers storing this secret.
+  if (user->password.starts_with("SCRAM-SHA-256$") && user->server_password.empty()) {
+    auto keys = std::make_shared<ScramClientKeys>();
+    keys->client_key = scram.client_key();
+    keys->server_key = secret.server_key;
+    const config::Database* db = config_->FindDatabase(database_);
+    if (db != nullptr) {
+      if (auto pool = daemon_.PoolFor(*config_, *db, user_name); pool.ok()) {
+        (*pool)->SetScramKeys(std::move(keys));
+      }
+    }
+  }
+  co_return absl::OkStatus();
+}
+
 Pool::Waiter ClientSession::MakeWaiter() {
-  // A queued client keeps only its pending bytes, not a 16 kB block.
+  // Behind a long queue a client keeps only its pending bytes, not a 16 kB block (1,000 clients
+  // waiting for 20 servers would otherwise hold 16 MB). Near the front it keeps the block: it
+  // will need it again within a transaction or two, and moving the bytes costs a malloc.
+  constexpr int kShrinkWhenAhead = 64;
   return Pool::Waiter{.handler = {},
                       .executor = executor_,
                       .home = worker_,
-                      .on_queued = [this] { in_.ShrinkToFit(); }};
+                      .on_queued = [this](int ahead) {
+                        if (ahead >= kShrinkWhenAhead) in_.ShrinkToFit();
+                      }};
 }
 
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
@@ -854,9 +876,11 @@ Task<> ClientSession::Pump() {
       break;
     }
     if (ReadyToRelease()) {
-      // The buffer is the server's: let it go before the server goes to another client
-      // (possibly on another worker), and touch neither afterwards.
-      pump_buf.ReleaseIfEmpty();
+      // The buffer is the server's: done with it before the server goes to another client
+      // (possibly on another worker), and touch neither afterwards. A standard block stays
+      // with the server for its next transaction (no allocation per transaction); only
+      // storage grown larger is freed.
+      if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
       pump_running_ = false;
       ReleaseServer();
       RearmClientTimers();
@@ -879,7 +903,7 @@ Task<> ClientSession::Pump() {
     server->set_unusable();
     pump_buf.Clear();
   }
-  pump_buf.ReleaseIfEmpty();
+  if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
   pump_running_ = false;
 }
 

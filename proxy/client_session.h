@@ -60,6 +60,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<absl::Status> Startup();
   Task<absl::StatusOr<wire::fe::StartupMessage>> ReadStartupMessage(bool* cancel_request);
   Task<absl::Status> Authenticate(const config::User* user, const std::string& user_name);
+  // Its own coroutine so that its state (several kB) is not in every login's frame.
+  Task<absl::Status> AuthenticateScram(const config::User* user, const std::string& user_name);
   Task<absl::Status> ReadPasswordPacket(std::string* body);
   Task<absl::Status> Welcome(const std::vector<std::pair<std::string, std::string>>& settings);
   // Works out the client's parameter set (first sight of these settings).

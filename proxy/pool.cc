@@ -90,10 +90,11 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
               core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
           if (r.kind == Core::CheckoutResult::Kind::kQueued) {
             waiter.handler = std::move(handler);
+            const int ahead = core_.waiting() - 1;
             lock.unlock();
             // The waiter's handler is parked: it cannot run before this initiation returns,
             // so its owner's state may still be touched here.
-            if (waiter.on_queued) waiter.on_queued();
+            if (waiter.on_queued) waiter.on_queued(ahead);
             Execute(actions);
             return;
           }

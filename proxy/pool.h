@@ -49,9 +49,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
     AcquireHandler handler;
     Executor executor;
     int home = 0;  // the client's worker
-    // Called (outside the pool's lock) when the client has to queue: a chance to give back
-    // memory it will not need while it waits.
-    absl::AnyInvocable<void()> on_queued;
+    // Called (outside the pool's lock) when the client has to queue, with the number of
+    // clients queued ahead of it: a chance to give back memory it will not need while it waits.
+    absl::AnyInvocable<void(int ahead)> on_queued;
   };
 
   Pool(std::string name, pool::PoolLimits limits, config::PoolMode mode,

@@ -1,6 +1,7 @@
 // Implements SCRAM-SHA-256 and md5 authentication as pure state machines (no I/O).
 #include "wire/auth.h"
 
+#include <array>
 #include <cstring>
 #include <mutex>
 
@@ -189,21 +190,52 @@ absl::Status ScramClientExchange::HandleServerFinal(std::string_view message) {
   return absl::OkStatus();
 }
 
+namespace {
+
+using Md5Text = std::array<char, 35>;  // "md5" and 32 hex digits
+
+// "md5" + hex MD5(first || second), without allocating: a login computes two of these.
+void Md5Prefixed(std::string_view first, std::string_view second, Md5Text& out) {
+  out[0] = 'm';
+  out[1] = 'd';
+  out[2] = '5';
+  crypto::Md5Hex(first, second, std::span<char, 32>(out.data() + 3, 32));
+}
+
+void Md5ResponseInto(std::string_view user, std::string_view password_or_secret,
+                     std::string_view salt, Md5Text& out) {
+  Md5Text secret;
+  std::string_view secret_hex;
+  if (crypto::IsMd5Secret(password_or_secret)) {
+    secret_hex = password_or_secret.substr(3);
+  } else {
+    Md5Prefixed(password_or_secret, user, secret);
+    secret_hex = std::string_view(secret.data() + 3, 32);
+  }
+  Md5Prefixed(secret_hex, salt, out);
+}
+
+}  // namespace
+
 std::string Md5Secret(std::string_view user, std::string_view password) {
-  return Cat("md5", crypto::Md5Hex(Cat(password, user)));
+  Md5Text secret;
+  Md5Prefixed(password, user, secret);
+  return std::string(secret.data(), secret.size());
 }
 
 std::string Md5Response(std::string_view user, std::string_view password_or_secret,
                         std::string_view salt) {
-  std::string secret = crypto::IsMd5Secret(password_or_secret) ? std::string(password_or_secret)
-                                                       : Md5Secret(user, password_or_secret);
-  return Cat("md5", crypto::Md5Hex(Cat(std::string_view(secret).substr(3), salt)));
+  Md5Text response;
+  Md5ResponseInto(user, password_or_secret, salt, response);
+  return std::string(response.data(), response.size());
 }
 
 bool Md5Verify(std::string_view user, std::string_view password_or_secret,
                std::string_view salt, std::string_view response) {
-  std::string expected = Md5Response(user, password_or_secret, salt);
-  return crypto::ConstantTimeEqual(AsBytes(expected), AsBytes(response));
+  Md5Text expected;
+  Md5ResponseInto(user, password_or_secret, salt, expected);
+  return crypto::ConstantTimeEqual(
+      {reinterpret_cast<const uint8_t*>(expected.data()), expected.size()}, AsBytes(response));
 }
 
 }  // namespace shardyard::wire

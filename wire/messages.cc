@@ -64,6 +64,7 @@ void StartupMessage::EncodeBody(Writer& w) const {
 StartupMessage StartupMessage::DecodeBody(Reader& r) {
   StartupMessage m;
   m.protocol_version = r.Int32();
+  m.parameters.reserve(8);  // drivers send 2 to 8 (user, database, application_name, ...)
   while (r.ok()) {
     std::string_view name = r.CString();
     if (name.empty()) break;  // the terminating NUL
