@@ -374,18 +374,16 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       }
       break;
     case config::AuthType::kMd5: {
-      char salt[4];
-      crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt), sizeof(salt)});
-      const std::string_view salt_view(salt, sizeof(salt));
-      wire::Encode(Authentication{Authentication::kMd5Password, std::string(salt_view), {}},
-                   &Out());
+      std::string salt(4, '\0');
+      crypto::RandomBytes({reinterpret_cast<uint8_t*>(salt.data()), 4});
+      wire::Encode(Authentication{Authentication::kMd5Password, salt, {}}, &Out());
       if (!co_await FlushOut()) co_return absl::UnavailableError("client write failed");
       std::string body;
       if (auto st = co_await ReadPasswordPacket(&body); !st.ok()) co_return st;
       auto pw = wire::Decode<wire::fe::PasswordMessage>(body);
       if (!pw.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid password packet");
       // Unknown users go through the same exchange and fail the same way.
-      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt_view, pw->password)) {
+      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt, pw->password)) {
         co_return PasswordAuthFailed(user_name);
       }
       break;
@@ -867,6 +865,9 @@ Task<> ClientSession::Pump() {
     auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()),
                                                 kAwait);
     pump_buf.Clear();
+    // A standard block stays with the server for its next transaction (no allocation per
+    // transaction); storage grown larger for a long leftover goes back at once.
+    if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
     if (cut_at_ != kNoCut) out_.reset();
     if (wec) {
       if (!stopping_) {
@@ -876,11 +877,8 @@ Task<> ClientSession::Pump() {
       break;
     }
     if (ReadyToRelease()) {
-      // The buffer is the server's: done with it before the server goes to another client
-      // (possibly on another worker), and touch neither afterwards. A standard block stays
-      // with the server for its next transaction (no allocation per transaction); only
-      // storage grown larger is freed.
-      if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
+      // The buffer is the server's: touch neither once the server may go to another client
+      // (possibly on another worker).
       pump_running_ = false;
       ReleaseServer();
       RearmClientTimers();
@@ -903,7 +901,6 @@ Task<> ClientSession::Pump() {
     server->set_unusable();
     pump_buf.Clear();
   }
-  if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
   pump_running_ = false;
 }
 

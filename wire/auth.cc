@@ -234,8 +234,7 @@ bool Md5Verify(std::string_view user, std::string_view password_or_secret,
                std::string_view salt, std::string_view response) {
   Md5Text expected;
   Md5ResponseInto(user, password_or_secret, salt, expected);
-  return crypto::ConstantTimeEqual(
-      {reinterpret_cast<const uint8_t*>(expected.data()), expected.size()}, AsBytes(response));
+  return crypto::ConstantTimeEqual(AsBytes({expected.data(), expected.size()}), AsBytes(response));
 }
 
 }  // namespace shardyard::wire
