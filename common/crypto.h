@@ -1,4 +1,5 @@
-// The hashing and randomness primitives authentication needs (the only user of OpenSSL's libcrypto).
+// The hashing and randomness primitives authentication needs (the only user of OpenSSL's
+// libcrypto).
 #pragma once
 
 #include <array>

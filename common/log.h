@@ -21,21 +21,19 @@ void Emit(LogLevel level, std::string_view line);
 
 void SetLogLevel(LogLevel level);
 inline bool LogEnabled(LogLevel level) {
-  return static_cast<int>(level) >=
-         log_internal::g_min_level.load(std::memory_order_relaxed);
+  return static_cast<int>(level) >= log_internal::g_min_level.load(std::memory_order_relaxed);
 }
 
 // Formats only when the level is enabled.
 template <typename... Args>
-void Log(LogLevel level, const absl::FormatSpec<Args...>& format,
-         const Args&... args) {
+void Log(LogLevel level, const absl::FormatSpec<Args...>& format, const Args&... args) {
   if (!LogEnabled(level)) return;
   log_internal::Emit(level, absl::StrFormat(format, args...));
 }
 
 // The level is checked before the arguments are evaluated (they may be costly to build).
-#define SY_LOG_AT(level, ...)                                     \
-  do {                                                            \
+#define SY_LOG_AT(level, ...)                                                 \
+  do {                                                                        \
     if (::shardyard::LogEnabled(level)) ::shardyard::Log(level, __VA_ARGS__); \
   } while (0)
 #define SY_LOG_DEBUG(...) SY_LOG_AT(::shardyard::LogLevel::kDebug, __VA_ARGS__)

@@ -72,10 +72,10 @@ class PoolCore {
   template <typename T>
   using List = absl::InlinedVector<T, 1>;
   struct Actions {
-    int open = 0;                                     // start this many server logins
-    List<std::pair<Waiter, Server>> grants;           // hand these servers to waiters
-    List<std::pair<Waiter, absl::Status>> failures;   // fail these waiters
-    List<std::pair<Server, CloseReason>> closes;      // close these (already uncounted)
+    int open = 0;                                    // start this many server logins
+    List<std::pair<Waiter, Server>> grants;          // hand these servers to waiters
+    List<std::pair<Waiter, absl::Status>> failures;  // fail these waiters
+    List<std::pair<Server, CloseReason>> closes;     // close these (already uncounted)
     bool empty() const { return open == 0 && grants.empty() && failures.empty() && closes.empty(); }
   };
 
@@ -179,8 +179,8 @@ class PoolCore {
     }
     // Idle connections past their idle timeout or lifetime, oldest first, keeping min_size.
     for (auto it = idle_.begin(); it != idle_.end();) {
-      bool too_old = limits_.server_lifetime.count() > 0 &&
-                     now - it->created >= limits_.server_lifetime;
+      bool too_old =
+          limits_.server_lifetime.count() > 0 && now - it->created >= limits_.server_lifetime;
       bool idle_long = limits_.server_idle_timeout.count() > 0 &&
                        now - it->since >= limits_.server_idle_timeout && open_ > limits_.min_size;
       if (too_old || idle_long) {
@@ -253,8 +253,8 @@ class PoolCore {
   absl::Status QueryWaitTimeoutError() const {
     return PgErrorStatus(
         absl::StatusCode::kDeadlineExceeded, sqlstate::kQueryCanceled,
-        Cat("canceling statement due to query_wait_timeout: no server connection in pool \"",
-            name_, "\" became free within ", FormatDuration(limits_.query_wait_timeout)),
+        Cat("canceling statement due to query_wait_timeout: no server connection in pool \"", name_,
+            "\" became free within ", FormatDuration(limits_.query_wait_timeout)),
         Cat("The pool has ", open_, " of ", limits_.size, " server connections, all busy."),
         "Raise pool.size or pool.query_wait_timeout, or shorten transactions.");
   }

@@ -3,8 +3,6 @@
 // completion tokens turn errors into values (no exceptions on the data plane).
 #pragma once
 
-#include <chrono>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/basic_signal_set.hpp>
@@ -20,6 +18,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 
 namespace shardyard::proxy {
 

@@ -43,8 +43,18 @@ absl::Status AsFatal(const absl::Status& status) {
 
 bool IsForwardable(char type) {
   switch (type) {
-    case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'S': case 'H': case 'F':
-    case 'd': case 'c': case 'f':
+    case 'Q':
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'E':
+    case 'C':
+    case 'S':
+    case 'H':
+    case 'F':
+    case 'd':
+    case 'c':
+    case 'f':
       return true;
     default:
       return false;
@@ -97,8 +107,8 @@ std::string ClientSession::Describe() const {
 }
 
 void ClientSession::Start() {
-  Spawn(executor_, [self = shared_from_this()]() { return self->Run(); },
-        "client session");
+  Spawn(
+      executor_, [self = shared_from_this()]() { return self->Run(); }, "client session");
 }
 
 void ClientSession::Cancel() {
@@ -146,18 +156,27 @@ Task<> ClientSession::Run() {
   if (!st.ok()) {
     CloseReason reason = CloseReason::kClientLoginRejected;
     switch (st.code()) {
-      case absl::StatusCode::kUnauthenticated: reason = CloseReason::kClientAuthFailed; break;
-      case absl::StatusCode::kResourceExhausted: reason = CloseReason::kTooManyClients; break;
-      case absl::StatusCode::kAborted: reason = CloseReason::kCancelRequest; break;
-      case absl::StatusCode::kInvalidArgument: reason = CloseReason::kClientProtocolError; break;
-      default: break;
+      case absl::StatusCode::kUnauthenticated:
+        reason = CloseReason::kClientAuthFailed;
+        break;
+      case absl::StatusCode::kResourceExhausted:
+        reason = CloseReason::kTooManyClients;
+        break;
+      case absl::StatusCode::kAborted:
+        reason = CloseReason::kCancelRequest;
+        break;
+      case absl::StatusCode::kInvalidArgument:
+        reason = CloseReason::kClientProtocolError;
+        break;
+      default:
+        break;
     }
     if (client_io_failed_ || client_write_failed_) reason = CloseReason::kClientIoError;
     if (login_timed_out_) reason = CloseReason::kClientLoginTimeout;
-    absl::Status error = reason == CloseReason::kCancelRequest ||
-                                 reason == CloseReason::kClientIoError
-                             ? absl::OkStatus()
-                             : st;
+    absl::Status error =
+        reason == CloseReason::kCancelRequest || reason == CloseReason::kClientIoError
+            ? absl::OkStatus()
+            : st;
     co_await Finish(reason, error);
     co_return;
   }
@@ -236,12 +255,13 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
     int major = code >> 16;
     int minor = code & 0xffff;
     if (major != 3) {
-      co_return Fatal(sqlstate::kFeatureNotSupported,
-                      Cat("unsupported frontend protocol ", major, ".", minor,
-                          ": server supports 3.0 to 3.0"));
+      co_return Fatal(
+          sqlstate::kFeatureNotSupported,
+          Cat("unsupported frontend protocol ", major, ".", minor, ": server supports 3.0 to 3.0"));
     }
     auto startup = wire::Decode<wire::fe::StartupMessage>(body);
-    if (!startup.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet layout");
+    if (!startup.ok())
+      co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet layout");
     co_return *std::move(startup);
   }
 }
@@ -253,10 +273,10 @@ Task<absl::Status> ClientSession::Startup() {
 
   admitted_ = daemon_.AdmitClient(config_->pool.max_client_connections);
   if (!admitted_) {
-    co_return PgFatalStatus(absl::StatusCode::kResourceExhausted, sqlstate::kTooManyConnections,
-                            "sorry, too many clients already",
-                            Cat("max_client_connections is ", config_->pool.max_client_connections,
-                                "."));
+    co_return PgFatalStatus(
+        absl::StatusCode::kResourceExhausted, sqlstate::kTooManyConnections,
+        "sorry, too many clients already",
+        Cat("max_client_connections is ", config_->pool.max_client_connections, "."));
   }
   if (daemon_.shutting_down()) {
     co_return PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kCannotConnectNow,
@@ -457,12 +477,10 @@ Pool::Waiter ClientSession::MakeWaiter() {
   // waiting for 20 servers would otherwise hold 16 MB). Near the front it keeps the block: it
   // will need it again within a transaction or two, and moving the bytes costs a malloc.
   constexpr int kShrinkWhenAhead = 64;
-  return Pool::Waiter{.handler = {},
-                      .executor = executor_,
-                      .home = worker_,
-                      .on_queued = [this](int ahead) {
-                        if (ahead >= kShrinkWhenAhead) in_.ShrinkToFit();
-                      }};
+  return Pool::Waiter{
+      .handler = {}, .executor = executor_, .home = worker_, .on_queued = [this](int ahead) {
+        if (ahead >= kShrinkWhenAhead) in_.ShrinkToFit();
+      }};
 }
 
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
@@ -476,8 +494,8 @@ Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
 Task<absl::Status> ClientSession::Welcome(
     const std::vector<std::pair<std::string, std::string>>& settings) {
   std::string key;
-  for (const auto& [name, raw] : settings) Append(&key, name, std::string_view("\0", 1), raw,
-                                                  std::string_view("\0", 1));
+  for (const auto& [name, raw] : settings)
+    Append(&key, name, std::string_view("\0", 1), raw, std::string_view("\0", 1));
   Pool::Welcome known = pool_->WelcomeFor(key);
   if (known.params != nullptr) {
     params_ = std::move(known.params);  // a client with these exact settings logged in before
@@ -619,9 +637,9 @@ void ClientSession::ArmClientWait() {
 
 void ClientSession::OnClientEvent(WaitResult result) {
   if (finished_) return;
-  Spawn(executor_, [self = shared_from_this(), result]() {
-    return self->Activate(result);
-  }, "client activation");
+  Spawn(
+      executor_, [self = shared_from_this(), result]() { return self->Activate(result); },
+      "client activation");
 }
 
 Task<> ClientSession::Activate(WaitResult result) {
@@ -659,7 +677,8 @@ Task<> ClientSession::Activate(WaitResult result) {
 void ClientSession::EnsurePump() {
   if (pump_running_ || attached_ == nullptr) return;
   pump_running_ = true;  // claimed now, so no second pump starts before this one runs
-  Spawn(executor_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
+  Spawn(
+      executor_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
 }
 
 bool ClientSession::EndSession(CloseReason reason, absl::Status error) {
@@ -747,9 +766,9 @@ Task<bool> ClientSession::ProcessInput() {
       continue;
     }
     if (!IsForwardable(type)) {
-      absl::Status st = Fatal(sqlstate::kProtocolViolation,
-                              Cat("invalid frontend message type ",
-                                  static_cast<int>(static_cast<uint8_t>(type))));
+      absl::Status st = Fatal(
+          sqlstate::kProtocolViolation,
+          Cat("invalid frontend message type ", static_cast<int>(static_cast<uint8_t>(type))));
       SY_LOG_WARNING("%s protocol violation: %s", Describe(), st.message());
       co_return EndSession(CloseReason::kClientProtocolError, st);
     }
@@ -779,8 +798,8 @@ Task<absl::Status> ClientSession::Attach() {
     auto [server, st] = co_await pool_->Acquire(waiter);
     waiter_ = nullptr;
     if (!st.ok()) {
-      co_return AsError(st, Cat("Shardyard found no server connection for pool ", pool_->name(),
-                                "."));
+      co_return AsError(st,
+                        Cat("Shardyard found no server connection for pool ", pool_->name(), "."));
     }
     // Usually the server already has this client's settings: no coroutine for that.
     if (server->params != params_) st = co_await ApplyParams(server);
@@ -833,10 +852,10 @@ Task<> ClientSession::Pump() {
       if (ec) {
         if (!stopping_) {
           server->set_unusable();
-          server_failed_ = PgFatalStatus(
-              absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
-              "server closed the connection unexpectedly",
-              ec == asio::error::eof ? "" : std::string(ec.message()));
+          server_failed_ =
+              PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                            "server closed the connection unexpectedly",
+                            ec == asio::error::eof ? "" : std::string(ec.message()));
           WakeMain();
         }
         break;
@@ -844,10 +863,9 @@ Task<> ClientSession::Pump() {
       pump_buf.CommitWrite(n);
     }
     cut_at_ = kNoCut;
-    absl::Status st = server->relay_scanner.Scan(pump_buf.data(), [this](char type, std::string_view body,
-                                                             size_t end) {
-      OnServerMessage(type, body, end);
-    });
+    absl::Status st = server->relay_scanner.Scan(
+        pump_buf.data(),
+        [this](char type, std::string_view body, size_t end) { OnServerMessage(type, body, end); });
     if (!st.ok()) {
       server->set_unusable();
       server_failed_ = st;
@@ -862,8 +880,8 @@ Task<> ClientSession::Pump() {
       server_sent_fatal_ = true;
       chunk = Out();
     }
-    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()),
-                                                kAwait);
+    auto [wec, wn] =
+        co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()), kAwait);
     pump_buf.Clear();
     // A standard block stays with the server for its next transaction (no allocation per
     // transaction); storage grown larger for a long leftover goes back at once.
@@ -888,8 +906,7 @@ Task<> ClientSession::Pump() {
       WakeMain();
       break;
     }
-    if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ &&
-        server_tx_ == TxStatus::kIdle) {
+    if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle) {
       WakeMain();  // session mode: the transaction is over, the client may go
     }
     RearmClientTimers();
@@ -915,9 +932,9 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
       copy_in_ = false;
       if (mode_ == config::PoolMode::kStatement && pending_ready_ == 0 && !unsynced_ &&
           server_tx_ != TxStatus::kIdle && server_failed_.ok()) {
-        server_failed_ = PgFatalStatus(absl::StatusCode::kFailedPrecondition,
-                                       sqlstate::kFeatureNotSupported,
-                                       "transaction blocks not allowed in statement pooling mode");
+        server_failed_ =
+            PgFatalStatus(absl::StatusCode::kFailedPrecondition, sqlstate::kFeatureNotSupported,
+                          "transaction blocks not allowed in statement pooling mode");
         // The client must not see ReadyForQuery 'T' (a transaction it cannot keep).
         if (end >= 6) cut_at_ = static_cast<uint32_t>(end - 6);
       }
@@ -992,8 +1009,8 @@ Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration ti
   in_.ReleaseIfEmpty();
   Timer timer(executor_);
   timer.expires_after(timeout);
-  auto r = co_await (socket_.async_wait(Socket::wait_read, kAwaitable) ||
-                     timer.async_wait(kAwaitable));
+  auto r =
+      co_await (socket_.async_wait(Socket::wait_read, kAwaitable) || timer.async_wait(kAwaitable));
   if (r.index() == 1) co_return on_timeout;
   auto [ec] = std::get<0>(r);
   if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
@@ -1034,8 +1051,8 @@ ClientSession::WaitResult ClientSession::ReadClient() {
 }
 
 Task<bool> ClientSession::WriteClient(std::string_view bytes) {
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()),
-                                            kAwait);
+  auto [ec, n] =
+      co_await asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()), kAwait);
   if (ec) {
     client_write_failed_ = true;
     co_return false;
@@ -1073,17 +1090,17 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
                               "terminating connection due to administrator command");
         break;
       case CloseReason::kClientIdleTimeout:
-        fatal = PgFatalStatus(absl::StatusCode::kDeadlineExceeded, sqlstate::kIdleSessionTimeout,
-                              "terminating connection due to idle-session timeout",
-                              Cat("client_idle_timeout is ",
-                                  FormatDuration(config_->pool.client_idle_timeout), "."));
+        fatal = PgFatalStatus(
+            absl::StatusCode::kDeadlineExceeded, sqlstate::kIdleSessionTimeout,
+            "terminating connection due to idle-session timeout",
+            Cat("client_idle_timeout is ", FormatDuration(config_->pool.client_idle_timeout), "."));
         break;
       case CloseReason::kIdleTransactionTimeout:
-        fatal = PgFatalStatus(
-            absl::StatusCode::kDeadlineExceeded, sqlstate::kIdleInTransactionSessionTimeout,
-            "terminating connection due to idle-in-transaction timeout",
-            Cat("idle_transaction_timeout is ",
-                FormatDuration(config_->pool.idle_transaction_timeout), "."));
+        fatal = PgFatalStatus(absl::StatusCode::kDeadlineExceeded,
+                              sqlstate::kIdleInTransactionSessionTimeout,
+                              "terminating connection due to idle-in-transaction timeout",
+                              Cat("idle_transaction_timeout is ",
+                                  FormatDuration(config_->pool.idle_transaction_timeout), "."));
         break;
       case CloseReason::kClientServerFailed:
         if (!server_sent_fatal_) fatal = AsFatal(server_failed_);
@@ -1107,10 +1124,12 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
                mode_ != config::PoolMode::kSession) {
       pool_->Release(server);
     } else {
-      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_, server->relay_scanner});
+      pool_->ResetAndRelease(
+          server, ResetState{pending_ready_, unsynced_, copy_in_, server->relay_scanner});
     }
   }
-  const bool routine = reason == CloseReason::kClientEof || reason == CloseReason::kClientTerminate ||
+  const bool routine = reason == CloseReason::kClientEof ||
+                       reason == CloseReason::kClientTerminate ||
                        reason == CloseReason::kCancelRequest;
   const LogLevel level = routine ? LogLevel::kDebug : LogLevel::kInfo;
   // Described while the socket can still say who the peer was, and only if it will be logged.

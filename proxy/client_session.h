@@ -49,8 +49,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
  private:
   // Waiting for client input ended because...
-  enum class WaitResult { kReadable, kClosed, kFailed, kIdleTimeout, kIdleTransactionTimeout,
-                          kInterrupted };
+  enum class WaitResult {
+    kReadable,
+    kClosed,
+    kFailed,
+    kIdleTimeout,
+    kIdleTransactionTimeout,
+    kInterrupted
+  };
 
   Task<> Run();
   // Startup bounded by client_login_timeout (the timer lives only while logging in).

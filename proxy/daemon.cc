@@ -175,10 +175,13 @@ int Daemon::Run() {
 
   Executor main = workers_[0]->io.get_executor();
   for (size_t i = 0; i < workers_.size(); ++i) {
-    Spawn(workers_[i]->io.get_executor(), [this, i] { return Accept(i); }, "accept loop");
+    Spawn(
+        workers_[i]->io.get_executor(), [this, i] { return Accept(i); }, "accept loop");
   }
-  Spawn(main, [this] { return Signals(); }, "signal handler");
-  Spawn(main, [this] { return Maintenance(); }, "maintenance");
+  Spawn(
+      main, [this] { return Signals(); }, "signal handler");
+  Spawn(
+      main, [this] { return Maintenance(); }, "maintenance");
 
   for (size_t i = 1; i < workers_.size(); ++i) {
     Worker* w = workers_[i].get();
@@ -232,9 +235,9 @@ Task<> Daemon::Accept(size_t worker) {
       co_await pause.async_wait(kAwait);
       continue;
     }
-    auto session = std::make_shared<ClientSession>(
-        *this, std::move(socket), static_cast<int>(worker),
-        next_client_id_.fetch_add(1, std::memory_order_relaxed));
+    auto session =
+        std::make_shared<ClientSession>(*this, std::move(socket), static_cast<int>(worker),
+                                        next_client_id_.fetch_add(1, std::memory_order_relaxed));
     session->Start();
   }
 }
@@ -342,8 +345,8 @@ Task<> Daemon::Maintenance() {
 void Daemon::Reload() {
   auto result = config::LoadConfigFile(config_path_);
   if (!result.config) {
-    SY_LOG_ERROR("SIGHUP: %s has %d problem(s); keeping the current configuration",
-                 config_path_, static_cast<int>(result.errors.size()));
+    SY_LOG_ERROR("SIGHUP: %s has %d problem(s); keeping the current configuration", config_path_,
+                 static_cast<int>(result.errors.size()));
     for (const auto& e : result.errors) SY_LOG_ERROR("  %s", e.ToString());
     return;
   }
@@ -376,8 +379,7 @@ void Daemon::Reload() {
     auto target = TargetFor(*fresh, *db, user, std::string(parts[1]), route->node);
     // Server connections survive a reload unless what they logged in with changed.
     std::shared_ptr<const ServerTarget> current = pool->target();
-    target->generation =
-        SameTarget(*target, *current) ? current->generation : ++target_generation_;
+    target->generation = SameTarget(*target, *current) ? current->generation : ++target_generation_;
     pool->Reconfigure(LimitsFrom(fresh->pool), fresh->pool.mode, target);
   }
   SY_LOG_INFO("SIGHUP: configuration reloaded from %s (%d databases, %d users)", config_path_,

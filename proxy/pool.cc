@@ -26,8 +26,8 @@ constexpr auto kCancelTimeout = std::chrono::seconds(5);
 std::atomic<uint64_t> g_next_server_id{1};
 
 // Completes an acquire on the waiting client's own executor (its strand).
-void Complete(const Executor& executor, Pool::AcquireHandler handler,
-              ServerConn* server, absl::Status status) {
+void Complete(const Executor& executor, Pool::AcquireHandler handler, ServerConn* server,
+              absl::Status status) {
   asio::post(executor, [h = std::move(handler), server, st = std::move(status)]() mutable {
     std::move(h)(server, std::move(st));
   });
@@ -82,32 +82,33 @@ Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
     Core::CheckoutResult granted;
     // The initiation runs synchronously: check out under the lock, and either complete at once
     // or leave the handler with the queued waiter for a later grant.
-    auto [server, status] = co_await asio::async_initiate<
-        const asio::deferred_t&, void(ServerConn*, absl::Status)>(
-        [this, &waiter, &actions, &granted](auto handler) {
-          std::unique_lock lock(mu_);
-          Core::CheckoutResult r =
-              core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
-          if (r.kind == Core::CheckoutResult::Kind::kQueued) {
-            waiter.handler = std::move(handler);
-            const int ahead = core_.waiting() - 1;
-            lock.unlock();
-            // The waiter's handler is parked: it cannot run before this initiation returns,
-            // so its owner's state may still be touched here.
-            if (waiter.on_queued) waiter.on_queued(ahead);
-            Execute(actions);
-            return;
-          }
-          lock.unlock();
-          Execute(actions);
-          granted = r;
-          Complete(waiter.executor, std::move(handler), r.server, r.error);
-        },
-        asio::deferred);
+    auto [server, status] =
+        co_await asio::async_initiate<const asio::deferred_t&, void(ServerConn*, absl::Status)>(
+            [this, &waiter, &actions, &granted](auto handler) {
+              std::unique_lock lock(mu_);
+              Core::CheckoutResult r =
+                  core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
+              if (r.kind == Core::CheckoutResult::Kind::kQueued) {
+                waiter.handler = std::move(handler);
+                const int ahead = core_.waiting() - 1;
+                lock.unlock();
+                // The waiter's handler is parked: it cannot run before this initiation returns,
+                // so its owner's state may still be touched here.
+                if (waiter.on_queued) waiter.on_queued(ahead);
+                Execute(actions);
+                return;
+              }
+              lock.unlock();
+              Execute(actions);
+              granted = r;
+              Complete(waiter.executor, std::move(handler), r.server, r.error);
+            },
+            asio::deferred);
     if (server == nullptr) co_return std::make_pair(nullptr, status);
     // A connection handed over after waiting was just released (idle_since unset: no check);
     // one found idle by the slow path gets the same check as the fast path.
-    if (granted.kind != Core::CheckoutResult::Kind::kGranted) granted.idle_since = pool::Clock::now();
+    if (granted.kind != Core::CheckoutResult::Kind::kGranted)
+      granted.idle_since = pool::Clock::now();
     if (Usable(server, granted)) {
       server->MoveTo(waiter.executor, waiter.home);
       co_return std::make_pair(server, absl::OkStatus());
@@ -133,8 +134,8 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
   bool outdated = server->target().generation != target_->generation;
   if (!server->usable() || outdated) {
     core_.Discard(now, actions);
-    actions.closes.emplace_back(server, outdated ? CloseReason::kServerPoolShrunk
-                                                 : CloseReason::kServerResetFailed);
+    actions.closes.emplace_back(
+        server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerResetFailed);
     return;
   }
   core_.CheckIn(server, server->home(), server->created_at, now, actions);
@@ -171,8 +172,9 @@ void Pool::Execute(Core::Actions& actions) {
   for (int i = 0; i < actions.open; ++i) {
     // The login runs on the calling worker (usually the waiting client's), so the new
     // connection is most likely used where it was opened.
-    Spawn(CurrentExecutor(), [self = shared_from_this()]() { return self->OpenOne(); },
-          "server login");
+    Spawn(
+        CurrentExecutor(), [self = shared_from_this()]() { return self->OpenOne(); },
+        "server login");
   }
   for (auto& [waiter, server] : actions.grants) {
     Complete(waiter->executor, std::move(waiter->handler), server, absl::OkStatus());

@@ -31,10 +31,9 @@ absl::Status ServerIoError(const ServerTarget& t, std::string_view what, const e
 }
 
 absl::Status LoginError(const ServerTarget& t, std::string message) {
-  return PgFatalStatus(absl::StatusCode::kUnavailable,
-                       sqlstate::kSqlclientUnableToEstablishSqlconnection,
-                       Cat("could not log in to server ", t.endpoint.ToString(), " as \"", t.user,
-                           "\": ", message));
+  return PgFatalStatus(
+      absl::StatusCode::kUnavailable, sqlstate::kSqlclientUnableToEstablishSqlconnection,
+      Cat("could not log in to server ", t.endpoint.ToString(), " as \"", t.user, "\": ", message));
 }
 
 }  // namespace
@@ -64,11 +63,10 @@ Task<absl::Status> ServerConn::Connect(const std::shared_ptr<const ScramClientKe
   auto result = co_await (ConnectAndLogin(scram_keys.get()) || timer.async_wait(kAwaitable));
   if (result.index() == 1) {
     Close();
-    co_return PgFatalStatus(absl::StatusCode::kDeadlineExceeded,
-                            sqlstate::kSqlclientUnableToEstablishSqlconnection,
-                            Cat("could not connect to server ", target_->endpoint.ToString(),
-                                ": server_connect_timeout (",
-                                FormatDuration(target_->connect_timeout), ") expired"));
+    co_return PgFatalStatus(
+        absl::StatusCode::kDeadlineExceeded, sqlstate::kSqlclientUnableToEstablishSqlconnection,
+        Cat("could not connect to server ", target_->endpoint.ToString(),
+            ": server_connect_timeout (", FormatDuration(target_->connect_timeout), ") expired"));
   }
   absl::Status st = std::get<0>(std::move(result));
   if (!st.ok()) Close();
@@ -81,18 +79,16 @@ Task<absl::Status> ServerConn::ConnectAndLogin(const ScramClientKeys* scram_keys
   std::string port = std::to_string(target_->endpoint.port);
   auto [rec, endpoints] = co_await resolver.async_resolve(target_->endpoint.host, port, kAwait);
   if (rec) {
-    co_return PgFatalStatus(absl::StatusCode::kUnavailable,
-                            sqlstate::kSqlclientUnableToEstablishSqlconnection,
-                            Cat("could not resolve server host \"", target_->endpoint.host,
-                                "\": ", rec.message()));
+    co_return PgFatalStatus(
+        absl::StatusCode::kUnavailable, sqlstate::kSqlclientUnableToEstablishSqlconnection,
+        Cat("could not resolve server host \"", target_->endpoint.host, "\": ", rec.message()));
   }
   auto [cec, ep] = co_await asio::async_connect(socket_, endpoints, kAwait);
   protocol_ = ep.protocol();
   if (cec) {
-    co_return PgFatalStatus(absl::StatusCode::kUnavailable,
-                            sqlstate::kSqlclientUnableToEstablishSqlconnection,
-                            Cat("could not connect to server ", target_->endpoint.ToString(), ": ",
-                                cec.message()));
+    co_return PgFatalStatus(
+        absl::StatusCode::kUnavailable, sqlstate::kSqlclientUnableToEstablishSqlconnection,
+        Cat("could not connect to server ", target_->endpoint.ToString(), ": ", cec.message()));
   }
   error_code ignored;
   socket_.set_option(tcp::no_delay(true), ignored);
@@ -216,7 +212,8 @@ Task<absl::Status> ServerConn::Authenticate(const Authentication& request,
         if (!auth.ok()) co_return LoginError(*target_, "malformed SASL exchange");
         if (step == 0 && auth->code == Authentication::kSaslContinue) {
           auto final_msg = scram->HandleServerFirst(auth->data);
-          if (!final_msg.ok()) co_return LoginError(*target_, std::string(final_msg.status().message()));
+          if (!final_msg.ok())
+            co_return LoginError(*target_, std::string(final_msg.status().message()));
           std::string response = wire::Encode(wire::fe::SaslResponse{*final_msg});
           if (auto st = co_await WriteAll(response); !st.ok()) co_return st;
         } else if (step == 1 && auth->code == Authentication::kSaslFinal) {
@@ -284,7 +281,8 @@ void ServerConn::OnParameterStatus(std::string_view body) {
     const std::string* cur = params->Get(name);
     if (cur != nullptr && *cur == ps->value) return;
   }
-  auto copy = params ? std::make_shared<pool::ParamSet>(*params) : std::make_shared<pool::ParamSet>();
+  auto copy =
+      params ? std::make_shared<pool::ParamSet>(*params) : std::make_shared<pool::ParamSet>();
   copy->Set(name, ps->value);
   params = std::move(copy);
 }
@@ -382,8 +380,8 @@ bool ServerConn::IsStale() {
   if (!usable_ || !socket_.is_open()) return true;
   char c;
   ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return true;   // closed by the server
-  if (n > 0) return true;    // unsolicited message: typically a FATAL before it closes
+  if (n == 0) return true;  // closed by the server
+  if (n > 0) return true;   // unsolicited message: typically a FATAL before it closes
   return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
 }
 

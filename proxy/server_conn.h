@@ -109,7 +109,7 @@ class ServerConn {
   Task<absl::Status> ReadMessage(char* type, std::string_view* body);
 
   uint64_t id_;
-  int home_;  // the worker whose event loop watches socket_
+  int home_;                  // the worker whose event loop watches socket_
   tcp protocol_ = tcp::v4();  // of the connected endpoint, for MoveTo
   Socket socket_;
   std::shared_ptr<const ServerTarget> target_;

@@ -6,7 +6,6 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
-
 #include "common/pg_error.h"
 #include "common/strings.h"
 
@@ -17,7 +16,6 @@ using crypto::AsBytes;
 using crypto::Sha256Digest;
 
 std::span<const uint8_t> DigestBytes(const Sha256Digest& d) { return {d.data(), d.size()}; }
-
 
 std::string RandomNonce() {
   uint8_t raw[18];
@@ -152,8 +150,7 @@ absl::StatusOr<std::string> ScramClientExchange::HandleServerFirst(std::string_v
   std::string_view nonce, salt_b64, iter_text;
   int iterations = 0;
   if (!Attribute(message, 'r', &nonce) || !Attribute(message, 's', &salt_b64) ||
-      !Attribute(message, 'i', &iter_text) || !ParseInt(iter_text, &iterations) ||
-      iterations < 1) {
+      !Attribute(message, 'i', &iter_text) || !ParseInt(iter_text, &iterations) || iterations < 1) {
     return Malformed("server-first-message");
   }
   if (!nonce.starts_with(client_nonce_) || nonce.size() == client_nonce_.size()) {
@@ -230,8 +227,8 @@ std::string Md5Response(std::string_view user, std::string_view password_or_secr
   return std::string(response.data(), response.size());
 }
 
-bool Md5Verify(std::string_view user, std::string_view password_or_secret,
-               std::string_view salt, std::string_view response) {
+bool Md5Verify(std::string_view user, std::string_view password_or_secret, std::string_view salt,
+               std::string_view response) {
   Md5Text expected;
   Md5ResponseInto(user, password_or_secret, salt, expected);
   return crypto::ConstantTimeEqual(AsBytes({expected.data(), expected.size()}), AsBytes(response));

@@ -1,11 +1,12 @@
 // Follows message boundaries through the server→client byte stream without holding whole
-// messages, so rows are forwarded as they arrive; surfaces only the message types the proxy acts on.
+// messages, so rows are forwarded as they arrive; surfaces only the message types the proxy acts
+// on.
 #pragma once
 
 #include <algorithm>
-#include <cstring>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -51,9 +52,9 @@ class BackendScanner {
     remaining_ = len - 4;
     capturing_ = interesting_.find(type) != std::string_view::npos;
     if (capturing_ && remaining_ > kMaxCapturedBody) {
-      return PgFatalStatus(absl::StatusCode::kDataLoss, sqlstate::kProtocolViolation,
-                           Cat("server message of type '", type, "' is too long (", remaining_,
-                               " bytes)"));
+      return PgFatalStatus(
+          absl::StatusCode::kDataLoss, sqlstate::kProtocolViolation,
+          Cat("server message of type '", type, "' is too long (", remaining_, " bytes)"));
     }
     capture_.clear();
     return absl::OkStatus();

@@ -372,9 +372,7 @@ NotificationResponse NotificationResponse::DecodeBody(Reader& r) {
 
 void FunctionCallResponse::EncodeBody(Writer& w) const { EncodeNullable(w, result); }
 
-FunctionCallResponse FunctionCallResponse::DecodeBody(Reader& r) {
-  return {DecodeNullable(r)};
-}
+FunctionCallResponse FunctionCallResponse::DecodeBody(Reader& r) { return {DecodeNullable(r)}; }
 
 void NegotiateProtocolVersion::EncodeBody(Writer& w) const {
   w.Int32(newest_minor);

@@ -4,12 +4,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/types.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,7 +136,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   });
   char buf[65536];
   ssize_t n;
-  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0) result.output.append(buf, static_cast<size_t>(n));
+  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0)
+    result.output.append(buf, static_cast<size_t>(n));
   close(out_pipe[0]);
   writer.join();
   int status = 0;
@@ -145,9 +146,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
-absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const std::vector<std::string>& argv,
-                                                      const std::string& log_path,
-                                                      const std::map<std::string, std::string>& env) {
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
+    const std::vector<std::string>& argv, const std::string& log_path,
+    const std::map<std::string, std::string>& env) {
   int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::InternalError(Cat("cannot open ", log_path));
   ChildSpec spec = PrepareChild(argv, env, false);

@@ -1,12 +1,13 @@
 // Authentication both ways: clients to Shardyard (trust, md5, scram-sha-256) and Shardyard to
 // servers (trust, cleartext, md5, scram-sha-256, and SCRAM passthrough), with PostgreSQL's
 // messages for refused logins.
+#include "wire/auth.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "common/strings.h"
 #include "tests/harness/proxy_test.h"
-#include "wire/auth.h"
 
 namespace shardyard::testing {
 namespace {
@@ -33,8 +34,10 @@ class AuthTest : public ProxyTest {
     }
     auto conn = pg_->ConnectSuper();
     ASSERT_TRUE(conn.ok());
-    scram_secret_ = *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_scram'");
-    md5_secret_ = *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_md5'");
+    scram_secret_ =
+        *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_scram'");
+    md5_secret_ =
+        *QueryValue(conn->get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_md5'");
   }
   void StartWithUsers(const std::string& users, const std::string& top = "") {
     ConfigOptions o;
@@ -53,21 +56,24 @@ class AuthTest : public ProxyTest {
 };
 
 TEST_F(AuthTest, EveryClientMethodWithEverySecretForm) {
-  StartWithUsers(Cat("  - {name: app, password: secret}\n"
-                 "  - {name: u_md5, auth_type: md5, password: '",
-                 md5_secret_, "'}\n  - {name: u_clear, auth_type: md5, password: pw_clear}\n"
-                 "  - {name: u_scram, password: '",
-                 scram_secret_, "'}\n  - {name: u_trust, auth_type: trust, password: pw_trust}\n"));
-  EXPECT_EQ(*Whoami("app", "secret"), "app");          // scram, plain secret
-  EXPECT_EQ(*Whoami("u_md5", "pw_md5"), "u_md5");      // md5, md5 secret
+  StartWithUsers(
+      Cat("  - {name: app, password: secret}\n"
+          "  - {name: u_md5, auth_type: md5, password: '",
+          md5_secret_,
+          "'}\n  - {name: u_clear, auth_type: md5, password: pw_clear}\n"
+          "  - {name: u_scram, password: '",
+          scram_secret_, "'}\n  - {name: u_trust, auth_type: trust, password: pw_trust}\n"));
+  EXPECT_EQ(*Whoami("app", "secret"), "app");            // scram, plain secret
+  EXPECT_EQ(*Whoami("u_md5", "pw_md5"), "u_md5");        // md5, md5 secret
   EXPECT_EQ(*Whoami("u_clear", "pw_clear"), "u_clear");  // md5, plain secret
   EXPECT_EQ(*Whoami("u_scram", "pw_scram"), "u_scram");  // scram, SCRAM secret + passthrough
-  EXPECT_EQ(*Whoami("u_trust", ""), "u_trust");        // trust
+  EXPECT_EQ(*Whoami("u_trust", ""), "u_trust");          // trust
 }
 
 TEST_F(AuthTest, WrongPasswordIsRefusedWithPostgresMessage) {
-  StartWithUsers("  - {name: app, password: secret}\n"
-             "  - {name: u_md5, auth_type: md5, password: pw_md5}\n");
+  StartWithUsers(
+      "  - {name: app, password: secret}\n"
+      "  - {name: u_md5, auth_type: md5, password: pw_md5}\n");
   for (const std::string user : {"app", "u_md5"}) {
     auto c = Connect(sy_->ConnInfo("app", user, "wrong"));
     ASSERT_FALSE(c.ok());
@@ -97,10 +103,10 @@ TEST_F(AuthTest, UnknownUserUnderTrustIsRoleDoesNotExist) {
 
 TEST_F(AuthTest, EveryServerMethod) {
   StartWithUsers(
-      "  - {name: u_trust, password: pw_trust}\n"      // server: trust
-      "  - {name: u_clear, password: pw_clear}\n"      // server: cleartext password
-      "  - {name: u_md5, password: pw_md5}\n"          // server: md5
-      "  - {name: u_scram, password: pw_scram}\n");    // server: scram-sha-256
+      "  - {name: u_trust, password: pw_trust}\n"    // server: trust
+      "  - {name: u_clear, password: pw_clear}\n"    // server: cleartext password
+      "  - {name: u_md5, password: pw_md5}\n"        // server: md5
+      "  - {name: u_scram, password: pw_scram}\n");  // server: scram-sha-256
   for (const std::string user : {"u_trust", "u_clear", "u_md5", "u_scram"}) {
     std::string pw = "pw_" + user.substr(2);
     auto who = Whoami(user, pw);
@@ -117,7 +123,7 @@ TEST_F(AuthTest, Md5SecretLogsInToAnMd5Server) {
 TEST_F(AuthTest, HashedPasswordThatCannotAnswerTheServerIsExplained) {
   // Clients are checked against the md5 hash, but the server asks for the cleartext password.
   StartWithUsers(Cat("  - {name: u_clear, auth_type: md5, password: ",
-                 wire::Md5Secret("u_clear", "pw_clear"), "}\n"));
+                     wire::Md5Secret("u_clear", "pw_clear"), "}\n"));
   auto who = Whoami("u_clear", "pw_clear");
   ASSERT_FALSE(who.ok());
   EXPECT_THAT(std::string(who.status().message()), HasSubstr("set server_password"));

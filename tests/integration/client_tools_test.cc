@@ -46,8 +46,8 @@ COPY ledger FROM STDIN;
 SELECT 'total=' || sum(amount) || ' rows=' || count(*) FROM ledger;
 \copy (SELECT id, amount FROM ledger ORDER BY id) TO STDOUT
 )";
-  CommandResult r = RunCommand({PgBinDir() + "/psql", "-X", "-q", "-A", "-t", "-f", "-"}, Env(),
-                               false, script);
+  CommandResult r =
+      RunCommand({PgBinDir() + "/psql", "-X", "-q", "-A", "-t", "-f", "-"}, Env(), false, script);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("duplicate key value violates unique constraint"));
   EXPECT_THAT(r.output, HasSubstr("division by zero"));
@@ -83,7 +83,8 @@ TEST_F(ClientToolsTest, PgbenchOverAPoolOfFiveWithFiftyClientsHasNoFailuresAndCo
   auto c = pg_->ConnectSuper("app");
   ASSERT_TRUE(c.ok());
   // tpcb-like: one history row per transaction, and every balance moved by the same deltas.
-  EXPECT_EQ(*QueryValue(c->get(), "SELECT count(*) FROM pgbench_history"), std::to_string(processed));
+  EXPECT_EQ(*QueryValue(c->get(), "SELECT count(*) FROM pgbench_history"),
+            std::to_string(processed));
   auto sums = Query(c->get(),
                     "SELECT (SELECT coalesce(sum(delta), 0) FROM pgbench_history), "
                     "(SELECT sum(abalance) FROM pgbench_accounts), "
@@ -100,9 +101,9 @@ TEST_F(ClientToolsTest, PgbenchOverAPoolOfFiveWithFiftyClientsHasNoFailuresAndCo
 TEST_F(ClientToolsTest, PgbenchSelectOnlyExtendedAndReconnectPerTransaction) {
   CommandResult init = RunCommand({PgBinDir() + "/pgbench", "-i", "-s", "1", "-q"}, Env());
   ASSERT_EQ(init.exit_code, 0) << init.output;
-  CommandResult run = RunCommand(
-      {PgBinDir() + "/pgbench", "-S", "-C", "-c", "10", "-j", "2", "-T", "3", "-M", "extended", "-n"},
-      Env());
+  CommandResult run = RunCommand({PgBinDir() + "/pgbench", "-S", "-C", "-c", "10", "-j", "2", "-T",
+                                  "3", "-M", "extended", "-n"},
+                                 Env());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_GT(Report(run.output, "number of transactions actually processed"), 50);
   EXPECT_EQ(Report(run.output, "number of failed transactions"), 0);

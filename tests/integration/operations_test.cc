@@ -82,8 +82,9 @@ TEST_F(OperationsTest, ReloadAppliesUsersPasswordsSizesAndDatabasesWithoutDroppi
   ConfigOptions o = options_;
   o.pool = "  size: 3\n";
   o.users = "  - {name: app, password: changed}\n  - {name: newbie, password: fresh}\n";
-  o.databases = Cat("  - name: second\n    shards:\n      - primary: {host: 127.0.0.1, port: ",
-                    pg_->port(), "}\n");  // "app" removed, "second" added
+  o.databases =
+      Cat("  - name: second\n    shards:\n      - primary: {host: 127.0.0.1, port: ", pg_->port(),
+          "}\n");  // "app" removed, "second" added
   ASSERT_TRUE(sy_->Reload(MakeConfig(*pg_, o)).ok());
   EXPECT_THAT(sy_->Log(), HasSubstr("SIGHUP: configuration reloaded"));
 
@@ -99,7 +100,8 @@ TEST_F(OperationsTest, ReloadAppliesUsersPasswordsSizesAndDatabasesWithoutDroppi
   // The removed database takes no new clients.
   auto removed = TryClient("app", "app", "changed");
   ASSERT_FALSE(removed.ok());
-  EXPECT_THAT(std::string(removed.status().message()), HasSubstr("database \"app\" does not exist"));
+  EXPECT_THAT(std::string(removed.status().message()),
+              HasSubstr("database \"app\" does not exist"));
 }
 
 TEST_F(OperationsTest, ReloadWithNewPoolSizeIsEnforced) {

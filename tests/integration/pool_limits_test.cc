@@ -32,7 +32,8 @@ TEST_F(PoolLimitsTest, FiveHundredClientsShareTenServerConnections) {
   {
     auto setup = TryClient();
     ASSERT_TRUE(setup.ok());
-    ASSERT_TRUE(Exec(setup->get(), "CREATE TABLE counter(n int); INSERT INTO counter VALUES (0)").ok());
+    ASSERT_TRUE(
+        Exec(setup->get(), "CREATE TABLE counter(n int); INSERT INTO counter VALUES (0)").ok());
   }
   std::atomic<bool> done{false};
   std::atomic<int> max_backends{0};
@@ -155,9 +156,8 @@ TEST_F(PoolLimitsTest, MaxDbConnectionsCapsServerConnectionsAcrossUsers) {
   EXPECT_EQ(CountBackends(*pg_, "app"), 2);
   EXPECT_EQ(CountBackends(*pg_, "app2"), 0);
   std::atomic<bool> served{false};
-  std::thread t([&] {
-    served = QueryValue(b->get(), "SELECT current_user").value_or("") == "app2";
-  });
+  std::thread t(
+      [&] { served = QueryValue(b->get(), "SELECT current_user").value_or("") == "app2"; });
   std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(served) << "app2 waits: the database's two slots are in use";
   EXPECT_EQ(CountBackends(*pg_, "app") + CountBackends(*pg_, "app2"), 2);
@@ -253,7 +253,8 @@ TEST_F(PoolLimitsTest, ServerConnectTimeoutAgainstAServerThatNeverAnswers) {
   auto c = TryClient();
   auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("server_connect_timeout (500ms) expired"));
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("server_connect_timeout (500ms) expired"));
   EXPECT_LT(took, 3s);
   close(fd);
 }
@@ -320,7 +321,8 @@ TEST_F(PoolLimitsTest, IdleTransactionTimeoutDisconnectsAndRollsBack) {
   EXPECT_NE(PQresultStatus(r.get()), PGRES_TUPLES_OK);
   EXPECT_THAT(std::string(PQerrorMessage(c->get())), HasSubstr("idle-in-transaction timeout"));
   // The row lock is gone and the update was rolled back.
-  ASSERT_TRUE(Exec(other->get(), "SET lock_timeout = '1s'; UPDATE items SET v = 'free' WHERE id = 1").ok());
+  ASSERT_TRUE(
+      Exec(other->get(), "SET lock_timeout = '1s'; UPDATE items SET v = 'free' WHERE id = 1").ok());
   EXPECT_EQ(*QueryValue(other->get(), "SELECT count(*) FROM items WHERE v = 'locked'"), "0");
 }
 

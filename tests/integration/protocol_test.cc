@@ -177,8 +177,8 @@ TEST_F(ProtocolTest, CopyInAndOutOf100000RowsKeepsEveryByte) {
     if (i > 0) expected += "|";
     expected += Cat("row ", i, " \\ tab\tand unicode \xc3\xa9");
   }
-  auto rows = Query(c.get(),
-                    "SELECT count(*), sum(id), md5(string_agg(payload, '|' ORDER BY id)) FROM copied");
+  auto rows = Query(
+      c.get(), "SELECT count(*), sum(id), md5(string_agg(payload, '|' ORDER BY id)) FROM copied");
   ASSERT_TRUE(rows.ok()) << rows.status();
   EXPECT_EQ((*rows)[0][0], "100000");
   EXPECT_EQ((*rows)[0][1], "4999950000");
@@ -309,8 +309,8 @@ class RawClient {
   }
   // Logs in as `user` through trust auth and waits for ReadyForQuery.
   bool Login(const std::string& user) {
-    Send(wire::Encode(wire::fe::StartupMessage{
-        wire::kProtocolVersion30, {{"user", user}, {"database", "app"}}}));
+    Send(wire::Encode(
+        wire::fe::StartupMessage{wire::kProtocolVersion30, {{"user", user}, {"database", "app"}}}));
     return ReadUntil('Z').has_value();
   }
 
@@ -336,8 +336,9 @@ class MalformedInputTest : public ProtocolTest {
     ConfigOptions o;
     o.pool = "  size: 5\n";
     o.top = "max_message_size: 64kB\n";
-    o.users = "  - {name: app, password: secret}\n  - {name: raw, auth_type: trust, "
-              "server_password: secret}\n";
+    o.users =
+        "  - {name: app, password: secret}\n  - {name: raw, auth_type: trust, "
+        "server_password: secret}\n";
     StartProxy(o);
   }
 };
@@ -383,7 +384,10 @@ TEST_F(MalformedInputTest, UnknownMessageTypeIsAProtocolViolation) {
 
 TEST_F(MalformedInputTest, GarbageStartupPacketIsRejected) {
   RawClient raw(sy_->port());
-  raw.Send(std::string_view("\x7f\xff\xff\xff" "GET / HTTP/1.1\r\n", 20));
+  raw.Send(
+      std::string_view("\x7f\xff\xff\xff"
+                       "GET / HTTP/1.1\r\n",
+                       20));
   auto error = raw.ReadUntil('E');
   ASSERT_TRUE(error.has_value());
   EXPECT_EQ(SqlstateOf(*error), "08P01");
@@ -394,8 +398,8 @@ TEST_F(MalformedInputTest, GarbageStartupPacketIsRejected) {
 TEST_F(MalformedInputTest, DataPipelinedAfterSslRequestIsRefused) {
   RawClient raw(sy_->port());
   std::string ssl = wire::Encode(wire::fe::SslRequest{});
-  std::string startup = wire::Encode(wire::fe::StartupMessage{
-      wire::kProtocolVersion30, {{"user", "raw"}, {"database", "app"}}});
+  std::string startup = wire::Encode(
+      wire::fe::StartupMessage{wire::kProtocolVersion30, {{"user", "raw"}, {"database", "app"}}});
   raw.Send(ssl + startup);
   auto error = raw.ReadUntil('E');
   ASSERT_TRUE(error.has_value());
@@ -404,8 +408,8 @@ TEST_F(MalformedInputTest, DataPipelinedAfterSslRequestIsRefused) {
 
 TEST_F(MalformedInputTest, ExtendedMessagesWithoutSyncAndUnsupportedProtocolVersion) {
   RawClient raw(sy_->port());
-  std::string startup = wire::Encode(wire::fe::StartupMessage{
-      (4 << 16), {{"user", "raw"}, {"database", "app"}}});
+  std::string startup =
+      wire::Encode(wire::fe::StartupMessage{(4 << 16), {{"user", "raw"}, {"database", "app"}}});
   raw.Send(startup);
   auto error = raw.ReadUntil('E');
   ASSERT_TRUE(error.has_value());
@@ -429,8 +433,7 @@ TEST_F(MalformedInputTest, NewerProtocolMinorIsNegotiatedDown) {
 TEST_F(ProtocolTest, UnknownDatabaseGets3D000AfterAuthentication) {
   auto c = Connect(sy_->ConnInfo("nosuchdb", "app", "secret"));
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(std::string(c.status().message()),
-              HasSubstr("database \"nosuchdb\" does not exist"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("database \"nosuchdb\" does not exist"));
 }
 
 }  // namespace

@@ -56,8 +56,10 @@ TEST_F(SessionStateTest, EachClientSeesOnlyItsOwnSettings) {
   StartWith("  size: 1\n");  // one server connection: both clients must share it
   PgConn a = Client("application_name=alpha");
   PgConn b = Client("application_name=beta");
-  ASSERT_TRUE(Exec(a.get(), "SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German'; "
-                            "SET application_name = 'alpha2'").ok());
+  ASSERT_TRUE(Exec(a.get(),
+                   "SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German'; "
+                   "SET application_name = 'alpha2'")
+                  .ok());
   EXPECT_STREQ(PQparameterStatus(a.get(), "TimeZone"), "Asia/Tokyo");
   EXPECT_STREQ(PQparameterStatus(a.get(), "application_name"), "alpha2");
 
@@ -73,8 +75,9 @@ TEST_F(SessionStateTest, EachClientSeesOnlyItsOwnSettings) {
   EXPECT_EQ(*QueryValue(a.get(), "SHOW application_name"), "alpha2");
   EXPECT_EQ(*QueryValue(a.get(), "SELECT to_char(timestamptz '2020-01-01 00:00Z', 'HH24')"), "09");
   // What other sessions see in pg_stat_activity follows the client currently served.
-  EXPECT_EQ(*QueryValue(b.get(), "SELECT application_name FROM pg_stat_activity "
-                                 "WHERE pid = pg_backend_pid()"),
+  EXPECT_EQ(*QueryValue(b.get(),
+                        "SELECT application_name FROM pg_stat_activity "
+                        "WHERE pid = pg_backend_pid()"),
             "beta");
 }
 
@@ -137,7 +140,8 @@ TEST_F(SessionStateTest, ClientKilledDuringALongQueryIsCancelledAndRolledBack) {
   auto killed_at = std::chrono::steady_clock::now();
   PgConn next = Client();
   EXPECT_EQ(*QueryValue(next.get(), "SELECT v FROM items WHERE id = 2"), "item 2");
-  ASSERT_TRUE(Exec(next.get(), "SET lock_timeout = '2s'; UPDATE items SET v = 'x' WHERE id = 2").ok());
+  ASSERT_TRUE(
+      Exec(next.get(), "SET lock_timeout = '2s'; UPDATE items SET v = 'x' WHERE id = 2").ok());
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 2s);
   EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
 }
@@ -173,9 +177,10 @@ TEST_F(SessionStateTest, ClientKilledDuringCopyInLeavesNoRowsAndACleanConnection
 
 TEST_F(SessionStateTest, ClientKilledWithUnreadResultsLeavesACleanConnection) {
   StartWith("  size: 1\n");
-  for (const std::string sql : {"SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g",
-                                "COPY (SELECT g, repeat('y', 200) FROM generate_series(1, 2000000) g) "
-                                "TO STDOUT"}) {
+  for (const std::string sql :
+       {"SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g",
+        "COPY (SELECT g, repeat('y', 200) FROM generate_series(1, 2000000) g) "
+        "TO STDOUT"}) {
     // The child sends the query and never reads the (hundreds of MB of) results.
     RunAndKillChild(sql, /*async=*/true);
     auto killed_at = std::chrono::steady_clock::now();
@@ -204,8 +209,10 @@ TEST_F(SessionStateTest, SessionModeResetsTheConnectionWithDiscardAll) {
   StartWith("  size: 1\n  mode: session\n");
   {
     PgConn a = Client();
-    ASSERT_TRUE(Exec(a.get(), "CREATE TEMP TABLE scratch(x int); PREPARE p AS SELECT 1; "
-                              "SET application_name = 'leaky'; SET work_mem = '77MB'").ok());
+    ASSERT_TRUE(Exec(a.get(),
+                     "CREATE TEMP TABLE scratch(x int); PREPARE p AS SELECT 1; "
+                     "SET application_name = 'leaky'; SET work_mem = '77MB'")
+                    .ok());
   }
   std::this_thread::sleep_for(200ms);
   PgConn b = Client();

@@ -36,8 +36,7 @@ void Report(const std::string& csv_line) {
 // answer.
 class Prober {
  public:
-  Prober(PgConn conn, std::string sql)
-      : conn_(std::move(conn)), sql_(std::move(sql)) {
+  Prober(PgConn conn, std::string sql) : conn_(std::move(conn)), sql_(std::move(sql)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~Prober() { Stop(); }
@@ -90,16 +89,14 @@ struct LockQueueRun {
 
 // One session holds ACCESS SHARE on t for `hold`; a client reads t every 10 ms;
 // `ddl` runs meanwhile (on another thread) and must get ACCESS EXCLUSIVE on t.
-LockQueueRun RunAgainstLongTransaction(
-    Cluster& c, milliseconds hold, const std::function<CommandResult()>& ddl) {
+LockQueueRun RunAgainstLongTransaction(Cluster& c, milliseconds hold,
+                                       const std::function<CommandResult()>& ddl) {
   LockQueueRun run;
   auto blocker = c.Connect(0);
   auto client = c.Connect(0);
   EXPECT_TRUE(blocker.ok() && client.ok());
   if (!blocker.ok() || !client.ok()) return run;
-  EXPECT_TRUE(
-      shardyard::testing::Exec(blocker->get(), "BEGIN; SELECT count(*) FROM t")
-          .ok());
+  EXPECT_TRUE(shardyard::testing::Exec(blocker->get(), "BEGIN; SELECT count(*) FROM t").ok());
   Prober prober(std::move(*client), "SELECT v FROM t WHERE id = 1");
   std::this_thread::sleep_for(milliseconds(200));
   Clock::time_point start = Clock::now();
@@ -120,24 +117,21 @@ LockQueueRun RunAgainstLongTransaction(
 
 TEST_F(OnlineTest, NoClientQueryWaitsLongerThanLockTimeoutBehindAMigration) {
   StartCluster({.shards = 1});
-  c().WriteMigration(
-      "0001_t.sql",
-      "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
-      "INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;\n");
+  c().WriteMigration("0001_t.sql",
+                     "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
+                     "INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;\n");
   ASSERT_EQ(c().Migrate({"apply"}).exit_code, 0);
   constexpr int kLockTimeoutMs = 300;
   constexpr milliseconds kHold(2500);
-  c().WriteMigration(
-      "0002_add_x.sql",
-      "-- shardyard: lock-timeout 300ms\nALTER TABLE t ADD COLUMN x int;\n");
+  c().WriteMigration("0002_add_x.sql",
+                     "-- shardyard: lock-timeout 300ms\nALTER TABLE t ADD COLUMN x int;\n");
 
-  LockQueueRun migrate = RunAgainstLongTransaction(
-      c(), kHold, [&] { return c().Migrate({"apply"}); });
+  LockQueueRun migrate =
+      RunAgainstLongTransaction(c(), kHold, [&] { return c().Migrate({"apply"}); });
   EXPECT_EQ(migrate.ddl.exit_code, 0) << migrate.ddl.output;
   EXPECT_GE(migrate.ddl_ms, static_cast<double>(kHold.count()))
       << "the migration finished before the long transaction ended";
-  EXPECT_NE(migrate.ddl.output.find("canceling statement due to lock timeout"),
-            std::string::npos)
+  EXPECT_NE(migrate.ddl.output.find("canceling statement due to lock timeout"), std::string::npos)
       << migrate.ddl.output;
   EXPECT_EQ(migrate.client_errors, 0);
   EXPECT_GT(migrate.client_queries, 50);
@@ -152,25 +146,23 @@ TEST_F(OnlineTest, NoClientQueryWaitsLongerThanLockTimeoutBehindAMigration) {
   std::string plain = c().work_dir() + "/plain.sql";
   std::ofstream(plain) << "ALTER TABLE t ADD COLUMN y int;\n";
   LockQueueRun psql = RunAgainstLongTransaction(c(), kHold, [&] {
-    return shardyard::testing::RunCommand(
-        {shardyard::testing::PgBinDir() + "/psql", "-X", "-v",
-         "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-         std::to_string(c().shard(0).port()), "-U", "postgres", "-d",
-         Cluster::kDatabase, "-f", plain});
+    return shardyard::testing::RunCommand({shardyard::testing::PgBinDir() + "/psql", "-X", "-v",
+                                           "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                                           std::to_string(c().shard(0).port()), "-U", "postgres",
+                                           "-d", Cluster::kDatabase, "-f", plain});
   });
   EXPECT_EQ(psql.ddl.exit_code, 0) << psql.ddl.output;
   EXPECT_GT(psql.client_max_ms, 1500.0);
 
-  Report(absl::StrFormat(
-      "lock_queue,shardyard-migrate,lock_timeout_ms=%d,hold_ms=%d,"
-      "client_queries=%d,client_max_wait_ms=%.0f,ddl_done_ms=%.0f",
-      kLockTimeoutMs, static_cast<int>(kHold.count()), migrate.client_queries,
-      migrate.client_max_ms, migrate.ddl_ms));
+  Report(
+      absl::StrFormat("lock_queue,shardyard-migrate,lock_timeout_ms=%d,hold_ms=%d,"
+                      "client_queries=%d,client_max_wait_ms=%.0f,ddl_done_ms=%.0f",
+                      kLockTimeoutMs, static_cast<int>(kHold.count()), migrate.client_queries,
+                      migrate.client_max_ms, migrate.ddl_ms));
   Report(absl::StrFormat(
       "lock_queue,psql -f,lock_timeout_ms=none,hold_ms=%d,client_queries=%d,"
       "client_max_wait_ms=%.0f,ddl_done_ms=%.0f",
-      static_cast<int>(kHold.count()), psql.client_queries, psql.client_max_ms,
-      psql.ddl_ms));
+      static_cast<int>(kHold.count()), psql.client_queries, psql.client_max_ms, psql.ddl_ms));
 }
 
 struct PgbenchResult {
@@ -185,8 +177,7 @@ struct PgbenchResult {
 
 // Runs pgbench (TPC-B-like, 2 clients) against every shard at once for
 // `duration`; calls `during` on this thread after `delay`.
-PgbenchResult RunPgbench(Cluster& c, seconds duration, const std::string& tag,
-                         milliseconds delay,
+PgbenchResult RunPgbench(Cluster& c, seconds duration, const std::string& tag, milliseconds delay,
                          const std::function<void()>& during) {
   std::vector<std::thread> threads;
   std::vector<CommandResult> results(static_cast<size_t>(c.shards()));
@@ -194,11 +185,10 @@ PgbenchResult RunPgbench(Cluster& c, seconds duration, const std::string& tag,
   for (int s = 0; s < c.shards(); ++s) {
     threads.emplace_back([&, s] {
       results[static_cast<size_t>(s)] = shardyard::testing::RunCommand(
-          {shardyard::testing::PgBinDir() + "/pgbench", "-n", "-c", "2", "-j",
-           "1", "-T", std::to_string(duration.count()), "-l",
-           "--log-prefix=" + prefix + "_" + std::to_string(s), "-h",
-           "127.0.0.1", "-p", std::to_string(c.shard(s).port()), "-U",
-           "postgres", Cluster::kDatabase});
+          {shardyard::testing::PgBinDir() + "/pgbench", "-n", "-c", "2", "-j", "1", "-T",
+           std::to_string(duration.count()), "-l",
+           "--log-prefix=" + prefix + "_" + std::to_string(s), "-h", "127.0.0.1", "-p",
+           std::to_string(c.shard(s).port()), "-U", "postgres", Cluster::kDatabase});
     });
   }
   std::this_thread::sleep_for(delay);
@@ -208,8 +198,7 @@ PgbenchResult RunPgbench(Cluster& c, seconds duration, const std::string& tag,
   PgbenchResult r;
   for (const CommandResult& res : results) {
     r.output += res.output;
-    if (res.exit_code != 0 || res.output.find("aborted") != std::string::npos)
-      r.aborted = true;
+    if (res.exit_code != 0 || res.output.find("aborted") != std::string::npos) r.aborted = true;
     std::istringstream lines(res.output);
     std::string line;
     while (std::getline(lines, line)) {
@@ -229,17 +218,15 @@ PgbenchResult RunPgbench(Cluster& c, seconds duration, const std::string& tag,
     while (std::getline(in, line)) {
       std::vector<std::string_view> f = Split(line, ' ', /*skip_empty=*/true);
       int64_t us = 0;
-      if (f.size() >= 3 && ParseInt(f[2], &us))
-        latencies.push_back(static_cast<double>(us) / 1000);
+      if (f.size() >= 3 && ParseInt(f[2], &us)) latencies.push_back(static_cast<double>(us) / 1000);
     }
   }
   std::sort(latencies.begin(), latencies.end());
   r.transactions = static_cast<int64_t>(latencies.size());
   if (!latencies.empty()) {
     r.max_ms = latencies.back();
-    r.p99_ms = latencies[static_cast<size_t>(std::ceil(
-                             0.99 * static_cast<double>(latencies.size()))) -
-                         1];
+    r.p99_ms =
+        latencies[static_cast<size_t>(std::ceil(0.99 * static_cast<double>(latencies.size()))) - 1];
     double sum = 0;
     for (double l : latencies) sum += l;
     r.avg_ms = sum / static_cast<double>(latencies.size());
@@ -251,39 +238,34 @@ TEST_F(OnlineTest, PgbenchTrafficSeesNoFailuresWhileEveryShardIsMigrated) {
   StartCluster({.shards = 4});
   for (int s = 0; s < 4; ++s) {
     CommandResult init = shardyard::testing::RunCommand(
-        {shardyard::testing::PgBinDir() + "/pgbench", "-i", "-s", "1", "-q",
-         "-h", "127.0.0.1", "-p", std::to_string(c().shard(s).port()), "-U",
-         "postgres", Cluster::kDatabase});
+        {shardyard::testing::PgBinDir() + "/pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1",
+         "-p", std::to_string(c().shard(s).port()), "-U", "postgres", Cluster::kDatabase});
     ASSERT_EQ(init.exit_code, 0) << init.output;
   }
-  c().WriteMigration("0001_add_note.sql",
-                     "ALTER TABLE pgbench_accounts ADD COLUMN note text;\n");
+  c().WriteMigration("0001_add_note.sql", "ALTER TABLE pgbench_accounts ADD COLUMN note text;\n");
   c().WriteMigration("0002_bid_index.sql",
                      "-- shardyard: no-transaction\n"
                      "CREATE INDEX CONCURRENTLY pgbench_accounts_bid_idx ON "
                      "pgbench_accounts (bid);\n");
-  c().WriteMigration(
-      "0003_abalance_not_null.sql",
-      "-- shardyard: no-transaction\n"
-      "ALTER TABLE pgbench_accounts ADD CONSTRAINT "
-      "pgbench_accounts_abalance_nn\n"
-      "  CHECK (abalance IS NOT NULL) NOT VALID;\n"
-      "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT "
-      "pgbench_accounts_abalance_nn;\n"
-      "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n"
-      "ALTER TABLE pgbench_accounts DROP CONSTRAINT "
-      "pgbench_accounts_abalance_nn;\n");
+  c().WriteMigration("0003_abalance_not_null.sql",
+                     "-- shardyard: no-transaction\n"
+                     "ALTER TABLE pgbench_accounts ADD CONSTRAINT "
+                     "pgbench_accounts_abalance_nn\n"
+                     "  CHECK (abalance IS NOT NULL) NOT VALID;\n"
+                     "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT "
+                     "pgbench_accounts_abalance_nn;\n"
+                     "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n"
+                     "ALTER TABLE pgbench_accounts DROP CONSTRAINT "
+                     "pgbench_accounts_abalance_nn;\n");
   constexpr seconds kDuration(8);
-  PgbenchResult baseline =
-      RunPgbench(c(), kDuration, "baseline", milliseconds(0), [] {});
+  PgbenchResult baseline = RunPgbench(c(), kDuration, "baseline", milliseconds(0), [] {});
   CommandResult migrate;
   double migrate_ms = 0;
-  PgbenchResult during =
-      RunPgbench(c(), kDuration, "migration", milliseconds(1500), [&] {
-        Clock::time_point start = Clock::now();
-        migrate = c().Migrate({"apply"});
-        migrate_ms = MillisSince(start);
-      });
+  PgbenchResult during = RunPgbench(c(), kDuration, "migration", milliseconds(1500), [&] {
+    Clock::time_point start = Clock::now();
+    migrate = c().Migrate({"apply"});
+    migrate_ms = MillisSince(start);
+  });
   EXPECT_EQ(migrate.exit_code, 0) << migrate.output;
   EXPECT_LT(migrate_ms, 6000) << "the migration must finish while pgbench runs";
   for (const PgbenchResult* r : {&baseline, &during}) {
@@ -298,25 +280,24 @@ TEST_F(OnlineTest, PgbenchTrafficSeesNoFailuresWhileEveryShardIsMigrated) {
   EXPECT_LT(during.max_ms, bound) << "a client waited longer than lock_timeout (1s) + margin "
                                   << "(baseline worst " << baseline.max_ms << " ms)";
   for (int s = 0; s < 4; ++s) {
-    EXPECT_EQ(
-        c().Value(s,
-                  "SELECT attnotnull FROM pg_attribute WHERE attrelid = "
-                  "'pgbench_accounts'::regclass AND attname = 'abalance'"),
-        "t");
+    EXPECT_EQ(c().Value(s,
+                        "SELECT attnotnull FROM pg_attribute WHERE attrelid = "
+                        "'pgbench_accounts'::regclass AND attname = 'abalance'"),
+              "t");
     EXPECT_EQ(c().Value(s,
                         "SELECT indisvalid FROM pg_index WHERE indexrelid = "
                         "'pgbench_accounts_bid_idx'::regclass"),
               "t");
   }
   EXPECT_EQ(c().Migrate({"verify"}).exit_code, 0);
-  for (const auto& [name, r] : {std::pair<std::string, const PgbenchResult*>{
-                                    "without migration", &baseline},
-                                {"with migration", &during}}) {
-    Report(absl::StrFormat(
-        "pgbench,%s,shards=4,clients_per_shard=2,seconds=%d,transactions=%d,"
-        "failed=%d,avg_ms=%.2f,p99_ms=%.2f,max_ms=%.2f",
-        name, static_cast<int>(kDuration.count()), r->transactions, r->failed,
-        r->avg_ms, r->p99_ms, r->max_ms));
+  for (const auto& [name, r] :
+       {std::pair<std::string, const PgbenchResult*>{"without migration", &baseline},
+        {"with migration", &during}}) {
+    Report(
+        absl::StrFormat("pgbench,%s,shards=4,clients_per_shard=2,seconds=%d,transactions=%d,"
+                        "failed=%d,avg_ms=%.2f,p99_ms=%.2f,max_ms=%.2f",
+                        name, static_cast<int>(kDuration.count()), r->transactions, r->failed,
+                        r->avg_ms, r->p99_ms, r->max_ms));
   }
   Report(absl::StrFormat("pgbench,migration_elapsed_ms=%.0f", migrate_ms));
 }
