@@ -483,6 +483,10 @@ Pool::Waiter ClientSession::MakeWaiter() {
       }};
 }
 
+absl::Status ClientSession::NoServerError(const absl::Status& status) const {
+  return AsError(status, Cat("Shardyard found no server connection for pool ", pool_->name(), "."));
+}
+
 Task<std::pair<ServerConn*, absl::Status>> ClientSession::AcquireServer() {
   Pool::Waiter waiter = MakeWaiter();
   waiter_ = &waiter;
@@ -709,7 +713,18 @@ Task<bool> ClientSession::ProcessInput() {
     }
     if (forward) {
       if (attached_ == nullptr) {
-        absl::Status st = co_await Attach();
+        // The wait for a server happens in this frame: no coroutine frame per transaction.
+        Pool::Waiter waiter = MakeWaiter();
+        waiter_ = &waiter;
+        auto [server, st] = co_await pool_->Acquire(waiter);
+        waiter_ = nullptr;
+        if (!st.ok()) {
+          st = NoServerError(st);
+        } else if (server->params == params_) {
+          AttachTo(server);  // the server already has this client's settings (the usual case)
+        } else {
+          st = co_await AttachRestoringParams(server);
+        }
         if (!server_failed_.ok() || shutdown_now_) co_return true;
         if (!st.ok()) {
           FailRequest(type, st);
@@ -791,25 +806,20 @@ bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {
   return false;
 }
 
-Task<absl::Status> ClientSession::Attach() {
+void ClientSession::AttachTo(ServerConn* server) {
+  attached_ = server;
+  server_tx_ = server->tx_status;
+  pending_ready_ = 0;
+  unsynced_ = false;
+  copy_in_ = false;
+  server->relay_scanner.Reset();
+}
+
+Task<absl::Status> ClientSession::AttachRestoringParams(ServerConn* server) {
   for (int attempt = 0;; ++attempt) {
-    Pool::Waiter waiter = MakeWaiter();  // in this frame: no AcquireServer frame per transaction
-    waiter_ = &waiter;
-    auto [server, st] = co_await pool_->Acquire(waiter);
-    waiter_ = nullptr;
-    if (!st.ok()) {
-      co_return AsError(st,
-                        Cat("Shardyard found no server connection for pool ", pool_->name(), "."));
-    }
-    // Usually the server already has this client's settings: no coroutine for that.
-    if (server->params != params_) st = co_await ApplyParams(server);
+    absl::Status st = co_await ApplyParams(server);
     if (st.ok()) {
-      attached_ = server;
-      server_tx_ = server->tx_status;
-      pending_ready_ = 0;
-      unsynced_ = false;
-      copy_in_ = false;
-      server->relay_scanner.Reset();
+      AttachTo(server);
       co_return absl::OkStatus();
     }
     // The server refused the client's settings: a fresh connection gets one more try.
@@ -820,6 +830,9 @@ Task<absl::Status> ClientSession::Attach() {
     }
     pool_->Discard(server, CloseReason::kServerParamsFailed);
     if (attempt > 0) co_return AsError(st, "while restoring the session's parameters");
+    auto [next, acquired] = co_await AcquireServer();
+    if (!acquired.ok()) co_return NoServerError(acquired);
+    server = next;
   }
 }
 

@@ -94,7 +94,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     return asio::async_write(attached_->socket(), asio::buffer(in_.data().data(), bytes), kAwait);
   }
   bool ForwardDone(size_t bytes, const error_code& ec);
-  Task<absl::Status> Attach();
+  // Makes a borrowed server this client's (it already has the client's settings).
+  void AttachTo(ServerConn* server);
+  // The rare path: the server needs the client's settings first; one retry on a fresh one.
+  Task<absl::Status> AttachRestoringParams(ServerConn* server);
   Task<absl::Status> ApplyParams(ServerConn* server);
   void AdoptServerParams(ServerConn* server);
   void FailRequest(char type, const absl::Status& status);
@@ -120,6 +123,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void RearmClientTimers();
 
   Task<std::pair<ServerConn*, absl::Status>> AcquireServer();
+  absl::Status NoServerError(const absl::Status& status) const;
   Pool::Waiter MakeWaiter();
 
   std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"

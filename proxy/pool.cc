@@ -43,7 +43,8 @@ Pool::Pool(std::string name, pool::PoolLimits limits, config::PoolMode mode,
       gate_(std::move(gate)),
       core_(name_, limits, gate_.get()),
       mode_(mode),
-      target_(std::move(target)) {}
+      target_(std::move(target)),
+      generation_(target_->generation) {}
 
 config::PoolMode Pool::mode() const {
   std::lock_guard lock(mu_);
@@ -51,11 +52,7 @@ config::PoolMode Pool::mode() const {
 }
 
 bool Pool::Usable(ServerConn* server, const Core::CheckoutResult& grant) {
-  bool outdated;
-  {
-    std::lock_guard lock(mu_);
-    outdated = server->target().generation != target_->generation;
-  }
+  bool outdated = server->target().generation != generation_.load(std::memory_order_relaxed);
   bool stale = !server->usable() ||
                (pool::Clock::now() - grant.idle_since >= kStaleCheckAfter && server->IsStale());
   if (!stale && !outdated) return true;
@@ -346,6 +343,7 @@ void Pool::Reconfigure(pool::PoolLimits limits, config::PoolMode mode,
     mode_ = mode;
     if (target->generation != target_->generation) {
       target_ = std::move(target);
+      generation_.store(target_->generation, std::memory_order_relaxed);
       core_.CloseIdle(CloseReason::kServerPoolShrunk, actions);
       welcome_.reset();
       normalized_.clear();

@@ -2,6 +2,7 @@
 // with real connections, timers and waiting clients, across worker threads.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -140,6 +141,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   Core core_;
   config::PoolMode mode_;
   std::shared_ptr<const ServerTarget> target_;
+  // target_->generation, readable without the lock (checked on every checkout).
+  std::atomic<uint64_t> generation_;
   std::shared_ptr<const ScramClientKeys> scram_keys_;
   pool::SharedParams welcome_;
   absl::flat_hash_map<std::string, std::string> normalized_;  // "name\0raw" → value
