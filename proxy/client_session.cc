@@ -713,7 +713,8 @@ Task<bool> ClientSession::ProcessInput() {
     }
     if (forward) {
       if (attached_ == nullptr) {
-        // The wait for a server happens in this frame: no coroutine frame per transaction.
+        // AcquireServer's steps, inline: the wait for a server happens in this frame, so a
+        // transaction costs no extra coroutine frame.
         Pool::Waiter waiter = MakeWaiter();
         waiter_ = &waiter;
         auto [server, st] = co_await pool_->Acquire(waiter);

@@ -51,8 +51,12 @@ config::PoolMode Pool::mode() const {
   return mode_;
 }
 
+bool Pool::Outdated(const ServerConn* server) const {
+  return server->target().generation != generation_.load(std::memory_order_relaxed);
+}
+
 bool Pool::Usable(ServerConn* server, const Core::CheckoutResult& grant) {
-  bool outdated = server->target().generation != generation_.load(std::memory_order_relaxed);
+  bool outdated = Outdated(server);
   bool stale = !server->usable() ||
                (pool::Clock::now() - grant.idle_since >= kStaleCheckAfter && server->IsStale());
   if (!stale && !outdated) return true;
@@ -128,7 +132,7 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
     server->release_pending = true;
     return;
   }
-  bool outdated = server->target().generation != target_->generation;
+  bool outdated = Outdated(server);
   if (!server->usable() || outdated) {
     core_.Discard(now, actions);
     actions.closes.emplace_back(

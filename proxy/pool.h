@@ -131,6 +131,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // A granted connection that sat idle long enough to have been closed by the server is
   // checked (without blocking) before use; stale ones are replaced.
   bool Usable(ServerConn* server, const Core::CheckoutResult& grant);
+  // The server logged in with settings a reload has since replaced.
+  bool Outdated(const ServerConn* server) const;
   Task<> Reset(ServerConn* server, ResetState state);
   Task<> Cancel(ServerConn* server);
 
