@@ -641,6 +641,13 @@ void ClientSession::ArmClientWait() {
 
 void ClientSession::OnClientEvent(WaitResult result) {
   if (finished_) return;
+  if (result == WaitResult::kReadable) {
+    result = ReadClient();
+    if (result == WaitResult::kReadable) {
+      if (FastForward()) return;
+      result = WaitResult::kInputRead;
+    }
+  }
   Spawn(
       executor_, [self = shared_from_this(), result]() { return self->Activate(result); },
       "client activation");
@@ -651,6 +658,7 @@ Task<> ClientSession::Activate(WaitResult result) {
   std::optional<CloseReason> end;
   switch (result) {
     case WaitResult::kReadable:
+    case WaitResult::kInputRead:
     case WaitResult::kInterrupted:
       break;
     case WaitResult::kClosed:
@@ -674,15 +682,120 @@ Task<> ClientSession::Activate(WaitResult result) {
     co_return;
   }
   ArmClientWait();
-  // The server connection this activation lent has no pump yet: this coroutine becomes it.
-  if (attached_ != nullptr && !pump_running_) co_await Pump();
+  EnsurePump();  // the server connection this activation lent has no pump yet
+}
+
+bool ClientSession::FastForward() {
+  if (PendingEnd() || FastRun() == 0) return false;
+  if (attached_ != nullptr) {
+    ForwardFast();
+    return true;
+  }
+  ServerConn* server = pool_->TryAcquire(executor_, worker_);
+  if (server == nullptr) {
+    WaitForServer();
+    return true;
+  }
+  return AttachFast(server, absl::OkStatus());
+}
+
+bool ClientSession::AttachFast(ServerConn* server, absl::Status status) {
+  if (status.ok() && server != nullptr && server->params == params_ && !PendingEnd()) {
+    AttachTo(server);
+    ForwardFast();
+    return true;
+  }
+  if (fast_wait_ == nullptr) fast_wait_ = std::make_unique<FastWait>(MakeWaiter());
+  fast_wait_->handed_off = true;
+  fast_wait_->granted = server;
+  fast_wait_->status = std::move(status);
+  return false;
+}
+
+void ClientSession::ForwardFast() {
+  const size_t run = FastRun();
+  std::string_view data = in_.data();
+  for (size_t at = 0; at < run;) {
+    wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
+    CountForwarded(f.type);
+    at += f.size;
+  }
+  asio::async_write(attached_->socket(), asio::buffer(data.data(), run),
+                    [self = shared_from_this(), run](const error_code& ec, size_t) {
+                      self->OnForwarded(run, ec);
+                    });
+}
+
+void ClientSession::WaitForServer() {
+  if (fast_wait_ == nullptr) {
+    fast_wait_ = std::make_unique<FastWait>(MakeWaiter());
+  } else {
+    fast_wait_->waiter = MakeWaiter();
+  }
+  Pool::Waiter& waiter = fast_wait_->waiter;
+  waiter.handler = [self = shared_from_this()](ServerConn* server, absl::Status status) {
+    self->OnGranted(server, std::move(status));
+  };
+  waiter_ = &waiter;
+  pool_->Enqueue(waiter);
+}
+
+void ClientSession::OnGranted(ServerConn* server, absl::Status status) {
+  waiter_ = nullptr;
+  if (finished_) {  // not expected: nothing ends a session while it waits for a server
+    if (server != nullptr) pool_->Release(server);
+    return;
+  }
+  if (server != nullptr && !pool_->Accept(server, fast_wait_->waiter)) {
+    // The grant was closed (stale, or its settings replaced by a reload): try again.
+    server = pool_->TryAcquire(executor_, worker_);
+    if (server == nullptr) return WaitForServer();
+  }
+  if (AttachFast(server, std::move(status))) return;
+  Spawn(
+      executor_, [self = shared_from_this()]() { return self->Activate(WaitResult::kInputRead); },
+      "client activation");
+}
+
+size_t ClientSession::FastRun() const {
+  if (skip_until_sync_) return 0;
+  std::string_view data = in_.data();
+  size_t run = 0;
+  while (true) {
+    wire::Frame f = wire::ParseFrame(data.substr(run), max_message_size_);
+    if (f.kind == wire::Frame::Kind::kNeedMore) return run;
+    if (f.kind == wire::Frame::Kind::kError || !IsForwardable(f.type)) return 0;
+    // COPY data and Flush with no server attached are not forwarded (ProcessInput drops them).
+    if (run == 0 && attached_ == nullptr &&
+        (f.type == 'd' || f.type == 'c' || f.type == 'f' || f.type == 'H')) {
+      return 0;
+    }
+    run += f.size;
+    if (run >= wire::ByteBuffer::kBlockSize) return 0;  // long input: ProcessInput bounds it
+  }
+}
+
+void ClientSession::OnForwarded(size_t bytes, const error_code& ec) {
+  ForwardDone(bytes, ec);
+  if (finished_) return;
+  if (PendingEnd()) {
+    // A failed write, or a shutdown that arrived meanwhile: the activation path ends it.
+    Spawn(
+        executor_, [self = shared_from_this()]() { return self->Activate(WaitResult::kInputRead); },
+        "client activation");
+    return;
+  }
+  ArmClientWait();
+  EnsurePump();
 }
 
 void ClientSession::EnsurePump() {
   if (pump_running_ || attached_ == nullptr) return;
-  pump_running_ = true;  // claimed now, so no second pump starts before this one runs
-  Spawn(
-      executor_, [self = shared_from_this()]() { return self->Pump(); }, "pump");
+  pump_running_ = true;
+  pump_server_ = attached_;
+  std::string leftover = pump_server_->TakeBuffered();
+  if (!leftover.empty()) pump_server_->relay_buf.Append(leftover);
+  PumpNext();
 }
 
 bool ClientSession::EndSession(CloseReason reason, absl::Status error) {
@@ -713,12 +826,25 @@ Task<bool> ClientSession::ProcessInput() {
     }
     if (forward) {
       if (attached_ == nullptr) {
-        // AcquireServer's steps, inline: the wait for a server happens in this frame, so a
-        // transaction costs no extra coroutine frame.
-        Pool::Waiter waiter = MakeWaiter();
-        waiter_ = &waiter;
-        auto [server, st] = co_await pool_->Acquire(waiter);
-        waiter_ = nullptr;
+        // AcquireServer's steps, inline: an idle server costs no coroutine frame at all, and
+        // the wait for one happens in this frame.
+        ServerConn* server = nullptr;
+        absl::Status st;
+        if (fast_wait_ != nullptr && fast_wait_->handed_off) {
+          fast_wait_->handed_off = false;  // the fast path checked this one out already
+          server = std::exchange(fast_wait_->granted, nullptr);
+          st = std::move(fast_wait_->status);
+        } else {
+          server = pool_->TryAcquire(executor_, worker_);
+        }
+        if (server == nullptr && st.ok()) {
+          Pool::Waiter waiter = MakeWaiter();
+          waiter_ = &waiter;
+          auto [granted, status] = co_await pool_->Acquire(waiter);
+          waiter_ = nullptr;
+          server = granted;
+          st = std::move(status);
+        }
         if (!st.ok()) {
           st = NoServerError(st);
         } else if (server->params == params_) {
@@ -734,23 +860,7 @@ Task<bool> ClientSession::ProcessInput() {
           continue;
         }
       }
-      switch (type) {
-        case 'Q':
-        case 'F':
-          ++pending_ready_;
-          break;
-        case 'S':
-          ++pending_ready_;
-          unsynced_ = false;
-          break;
-        case 'd':
-        case 'c':
-        case 'f':
-          break;
-        default:
-          unsynced_ = true;
-          break;
-      }
+      CountForwarded(type);
       run += f.size;
       // Bound what is held before writing (a long COPY stream arrives as many messages). More
       // input may follow this write, so the pump must already be reading the server's replies:
@@ -794,6 +904,26 @@ Task<bool> ClientSession::ProcessInput() {
     ForwardDone(run, ec);
   }
   co_return true;
+}
+
+void ClientSession::CountForwarded(char type) {
+  switch (type) {
+    case 'Q':
+    case 'F':
+      ++pending_ready_;
+      break;
+    case 'S':
+      ++pending_ready_;
+      unsynced_ = false;
+      break;
+    case 'd':
+    case 'c':
+    case 'f':
+      break;
+    default:
+      unsynced_ = true;
+      break;
+  }
 }
 
 bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {
@@ -852,86 +982,99 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 // ---------------------------------------------------------------------------------------------
 // The server → client pump
 
-Task<> ClientSession::Pump() {
-  pump_running_ = true;
-  ServerConn* server = attached_;
-  wire::ByteBuffer& pump_buf = server->relay_buf;
-  std::string leftover = server->TakeBuffered();
-  if (!leftover.empty()) pump_buf.Append(leftover);
-  while (!stopping_) {
-    if (pump_buf.empty()) {
-      std::span<char> space = pump_buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
-      auto [ec, n] = co_await server->socket().async_read_some(
-          asio::buffer(space.data(), space.size()), kAwait);
-      if (ec) {
-        if (!stopping_) {
-          server->set_unusable();
-          server_failed_ =
-              PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
-                            "server closed the connection unexpectedly",
-                            ec == asio::error::eof ? "" : std::string(ec.message()));
-          WakeMain();
-        }
-        break;
-      }
-      pump_buf.CommitWrite(n);
-    }
-    cut_at_ = kNoCut;
-    absl::Status st = server->relay_scanner.Scan(
-        pump_buf.data(),
-        [this](char type, std::string_view body, size_t end) { OnServerMessage(type, body, end); });
-    if (!st.ok()) {
-      server->set_unusable();
-      server_failed_ = st;
+void ClientSession::PumpNext() {
+  if (stopping_) return PumpStopped();
+  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  if (!buf.empty()) return PumpRelay();
+  std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
+  pump_server_->socket().async_read_some(
+      asio::buffer(space.data(), space.size()),
+      [self = shared_from_this()](const error_code& ec, size_t n) { self->OnPumpRead(ec, n); });
+}
+
+void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
+  if (ec) {
+    if (!stopping_) {
+      pump_server_->set_unusable();
+      server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                                     "server closed the connection unexpectedly",
+                                     ec == asio::error::eof ? "" : std::string(ec.message()));
       WakeMain();
-      break;
     }
-    std::string_view chunk = pump_buf.data();
-    if (cut_at_ != kNoCut) {
-      // Replace what follows (the ReadyForQuery) with the error that ends the session.
-      Out().assign(chunk.substr(0, cut_at_));
-      wire::AppendErrorResponse(server_failed_, &Out());
-      server_sent_fatal_ = true;
-      chunk = Out();
-    }
-    auto [wec, wn] =
-        co_await asio::async_write(socket_, asio::buffer(chunk.data(), chunk.size()), kAwait);
-    pump_buf.Clear();
-    // A standard block stays with the server for its next transaction (no allocation per
-    // transaction); storage grown larger for a long leftover goes back at once.
-    if (pump_buf.capacity() > wire::ByteBuffer::kBlockSize) pump_buf.ReleaseIfEmpty();
-    if (cut_at_ != kNoCut) out_.reset();
-    if (wec) {
-      if (!stopping_) {
-        client_write_failed_ = true;
-        WakeMain();
-      }
-      break;
-    }
-    if (ReadyToRelease()) {
-      // The buffer is the server's: touch neither once the server may go to another client
-      // (possibly on another worker).
-      pump_running_ = false;
-      ReleaseServer();
-      RearmClientTimers();
-      co_return;
-    }
-    if (!server_failed_.ok()) {  // e.g. a transaction block in statement mode
-      WakeMain();
-      break;
-    }
-    if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle) {
-      WakeMain();  // session mode: the transaction is over, the client may go
-    }
-    RearmClientTimers();
+    return PumpStopped();
   }
-  // The server is still attached here: the main loop releases it once the pump has stopped.
-  if (!pump_buf.empty()) {
+  pump_server_->relay_buf.CommitWrite(n);
+  PumpRelay();
+}
+
+void ClientSession::PumpRelay() {
+  cut_at_ = kNoCut;
+  absl::Status st = pump_server_->relay_scanner.Scan(
+      pump_server_->relay_buf.data(),
+      [this](char type, std::string_view body, size_t end) { OnServerMessage(type, body, end); });
+  if (!st.ok()) {
+    pump_server_->set_unusable();
+    server_failed_ = st;
+    WakeMain();
+    return PumpStopped();
+  }
+  std::string_view chunk = pump_server_->relay_buf.data();
+  if (cut_at_ != kNoCut) {
+    // Replace what follows (the ReadyForQuery) with the error that ends the session.
+    Out().assign(chunk.substr(0, cut_at_));
+    wire::AppendErrorResponse(server_failed_, &Out());
+    server_sent_fatal_ = true;
+    chunk = Out();
+  }
+  asio::async_write(
+      socket_, asio::buffer(chunk.data(), chunk.size()),
+      [self = shared_from_this()](const error_code& ec, size_t) { self->OnPumpWritten(ec); });
+}
+
+void ClientSession::OnPumpWritten(const error_code& ec) {
+  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  buf.Clear();
+  // A standard block stays with the server for its next transaction (no allocation per
+  // transaction); storage grown larger for a long leftover goes back at once.
+  if (buf.capacity() > wire::ByteBuffer::kBlockSize) buf.ReleaseIfEmpty();
+  if (cut_at_ != kNoCut) out_.reset();
+  if (ec) {
+    if (!stopping_) {
+      client_write_failed_ = true;
+      WakeMain();
+    }
+    return PumpStopped();
+  }
+  if (ReadyToRelease()) {
+    // The buffer is the server's: touch neither once the server may go to another client
+    // (possibly on another worker).
+    pump_running_ = false;
+    pump_server_ = nullptr;
+    ReleaseServer();
+    RearmClientTimers();
+    return;
+  }
+  if (!server_failed_.ok()) {  // e.g. a transaction block in statement mode
+    WakeMain();
+    return PumpStopped();
+  }
+  if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle) {
+    WakeMain();  // session mode: the transaction is over, the client may go
+  }
+  RearmClientTimers();
+  PumpNext();
+}
+
+void ClientSession::PumpStopped() {
+  // The server is still attached here: the session releases it once the pump has stopped.
+  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  if (!buf.empty()) {
     // Read but never relayed (the session stopped first): where the stream stands is unknown,
     // and no later client may see these bytes.
-    server->set_unusable();
-    pump_buf.Clear();
+    pump_server_->set_unusable();
+    buf.Clear();
   }
+  pump_server_ = nullptr;
   pump_running_ = false;
 }
 
@@ -989,6 +1132,8 @@ void ClientSession::ReleaseServer() {
   ServerConn* server = attached_;
   attached_ = nullptr;
   pool_->Release(server);
+  // Idle clients hold no wait state (it is allocated again if the next transaction waits).
+  if (fast_wait_ != nullptr && waiter_ == nullptr && !fast_wait_->handed_off) fast_wait_.reset();
   if (shutdown_requested_) WakeMain();
 }
 
@@ -1096,6 +1241,9 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     socket_.cancel(ignored);
     // Both coroutines share the event loop: yield until the pump has seen its cancellation.
     while (pump_running_) co_await asio::post(executor_, kUseAwaitable);
+  }
+  if (fast_wait_ != nullptr && fast_wait_->handed_off && fast_wait_->granted != nullptr) {
+    pool_->Release(std::exchange(fast_wait_->granted, nullptr));  // never attached
   }
   if (fatal.ok()) {
     switch (reason) {

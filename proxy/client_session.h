@@ -29,9 +29,12 @@ class Daemon;
 // worker's thread. The public entry points (Cancel, Shutdown) may be called from any thread and
 // post to it.
 //
-// An idle client has no coroutine: only a callback wait on its socket. Readability spawns an
-// activation that reads and forwards what arrived, arms the next wait, and — when it has just
-// lent the client a server connection — becomes that transaction's pump (server → client).
+// An idle client has no coroutine: only a callback wait on its socket. The usual transaction
+// runs on reactor callbacks alone: readability reads the client's request, checks out an idle
+// server and forwards the request (TryFastForward), and the pump relays the replies back
+// (server → client) until ReadyForQuery 'I' releases the server. Anything else — waiting for
+// a server, restoring settings, messages Shardyard answers itself, errors, the end — spawns
+// an activation coroutine that handles it.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `socket` is bound to the event loop of worker `worker`.
@@ -51,6 +54,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Waiting for client input ended because...
   enum class WaitResult {
     kReadable,
+    kInputRead,  // readable, and the caller already read what arrived
     kClosed,
     kFailed,
     kIdleTimeout,
@@ -79,11 +83,27 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // idle timer applies, a coroutine racing the socket against the timer.
   void ArmClientWait();
   void OnClientEvent(WaitResult result);
-  // Handles one wake-up: reads, forwards, re-arms the wait, and may become the pump.
+  // The usual case without a coroutine: the input is whole messages that all go to the server
+  // (less than a block). Forwards them to the attached server, or to an idle one with this
+  // client's settings, or queues for one (the grant arrives in OnGranted). False: the
+  // activation coroutine must handle the input (a checked-out server may await it in
+  // fast_wait_).
+  bool FastForward();
+  // Bytes at the front of the input that FastForward may forward, or 0.
+  size_t FastRun() const;
+  // Attaches `server` and forwards, unless it needs this client's settings restored or the
+  // checkout failed: then it is left for ProcessInput (returns false).
+  bool AttachFast(ServerConn* server, absl::Status status);
+  void ForwardFast();
+  void WaitForServer();
+  void OnGranted(ServerConn* server, absl::Status status);
+  // The fast forward's write finished: as an activation ends (re-arm the wait, start the pump).
+  void OnForwarded(size_t bytes, const error_code& ec);
+  // Handles one wake-up: reads, forwards, re-arms the wait, and starts the pump.
   Task<> Activate(WaitResult result);
   // Why the session must end now, if it must (server failure, shutdown, a failed write).
   std::optional<CloseReason> PendingEnd() const;
-  // Starts the pump unless it already runs (before a write that may not be the last one).
+  // Starts the pump unless it already runs, or there is no server to pump.
   void EnsurePump();
   // Returns false when the session must end (close_reason_ / close_error_ say why).
   Task<bool> ProcessInput();
@@ -94,6 +114,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     return asio::async_write(attached_->socket(), asio::buffer(in_.data().data(), bytes), kAwait);
   }
   bool ForwardDone(size_t bytes, const error_code& ec);
+  // Tracks what a message forwarded to the server makes it owe (ReadyForQuery, a Sync).
+  void CountForwarded(char type);
   // Makes a borrowed server this client's (it already has the client's settings).
   void AttachTo(ServerConn* server);
   // The rare path: the server needs the client's settings first; one retry on a fresh one.
@@ -101,7 +123,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<absl::Status> ApplyParams(ServerConn* server);
   void AdoptServerParams(ServerConn* server);
   void FailRequest(char type, const absl::Status& status);
-  Task<> Pump();
+  // The pump, server → client, as a chain of reactor callbacks (no coroutine frame): read from
+  // the server, note the messages the session acts on, write to the client; it releases the
+  // server once it is idle with nothing outstanding, or stops when the session stops.
+  void PumpNext();
+  void OnPumpRead(const error_code& ec, size_t n);
+  void PumpRelay();
+  void OnPumpWritten(const error_code& ec);
+  void PumpStopped();
   void OnServerMessage(char type, std::string_view body, size_t end);
   bool ReadyToRelease() const;
   void ReleaseServer();
@@ -165,12 +194,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool skip_until_sync_ = false;
 
   bool pump_running_ = false;
-  bool finished_ = false;  // Finish has begun: wake-ups no longer activate the session
+  ServerConn* pump_server_ = nullptr;  // the server the running pump reads from
+  bool finished_ = false;              // Finish has begun: wake-ups no longer activate the session
   bool stopping_ = false;
   uint32_t cut_at_ = kNoCut;  // forward the current chunk only up to here
   static constexpr uint32_t kNoCut = ~uint32_t{0};
 
   Pool::Waiter* waiter_ = nullptr;  // set while waiting for a server (lives in that frame)
+  // The fast path's wait for a server (allocated the first time a client has to wait), and a
+  // checkout it hands to ProcessInput.
+  struct FastWait {
+    explicit FastWait(Pool::Waiter w) : waiter(std::move(w)) {}
+    Pool::Waiter waiter;
+    bool handed_off = false;
+    ServerConn* granted = nullptr;
+    absl::Status status;
+  };
+  std::unique_ptr<FastWait> fast_wait_;
 
   absl::Status server_failed_;      // set by the pump
   bool server_sent_fatal_ = false;  // the server already told the client why

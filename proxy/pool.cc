@@ -64,56 +64,64 @@ bool Pool::Usable(ServerConn* server, const Core::CheckoutResult& grant) {
   return false;
 }
 
-Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
+ServerConn* Pool::TryAcquire(const Executor& executor, int home) {
   while (true) {
-    // Fast path: an idle connection, handed over without suspending the caller.
     std::optional<Core::CheckoutResult> idle;
     {
       std::lock_guard lock(mu_);
-      idle = core_.TakeIdle(waiter.home);
+      idle = core_.TakeIdle(home);
     }
-    if (idle) {
-      if (Usable(idle->server, *idle)) {
-        idle->server->MoveTo(waiter.executor, waiter.home);
-        co_return std::make_pair(idle->server, absl::OkStatus());
-      }
-      continue;
+    if (!idle) return nullptr;
+    if (Usable(idle->server, *idle)) {
+      idle->server->MoveTo(executor, home);
+      return idle->server;
     }
-    Core::Actions actions;
-    Core::CheckoutResult granted;
-    // The initiation runs synchronously: check out under the lock, and either complete at once
-    // or leave the handler with the queued waiter for a later grant.
+  }
+}
+
+void Pool::Enqueue(Waiter& waiter) {
+  Core::Actions actions;
+  std::unique_lock lock(mu_);
+  Core::CheckoutResult r = core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
+  if (r.kind == Core::CheckoutResult::Kind::kQueued) {
+    const int ahead = core_.waiting() - 1;
+    lock.unlock();
+    // The handler is parked and runs only through a post: the waiter's owner may still be
+    // touched here.
+    if (waiter.on_queued) waiter.on_queued(ahead);
+    Execute(actions);
+    return;
+  }
+  lock.unlock();
+  Execute(actions);
+  // A connection found idle here was released since the caller's TryAcquire failed: it is as
+  // fresh as one handed over after waiting, and Accept checks both alike.
+  Complete(waiter.executor, std::move(waiter.handler), r.server, r.error);
+}
+
+bool Pool::Accept(ServerConn* server, const Waiter& waiter) {
+  Core::CheckoutResult grant;
+  grant.idle_since = pool::Clock::now();  // just released: no stale check
+  if (!Usable(server, grant)) return false;
+  server->MoveTo(waiter.executor, waiter.home);
+  return true;
+}
+
+Task<std::pair<ServerConn*, absl::Status>> Pool::Acquire(Waiter& waiter) {
+  while (true) {
+    // Fast path: an idle connection, handed over without suspending the caller.
+    if (ServerConn* server = TryAcquire(waiter.executor, waiter.home)) {
+      co_return std::make_pair(server, absl::OkStatus());
+    }
     auto [server, status] =
         co_await asio::async_initiate<const asio::deferred_t&, void(ServerConn*, absl::Status)>(
-            [this, &waiter, &actions, &granted](auto handler) {
-              std::unique_lock lock(mu_);
-              Core::CheckoutResult r =
-                  core_.CheckOut(&waiter, waiter.home, pool::Clock::now(), actions);
-              if (r.kind == Core::CheckoutResult::Kind::kQueued) {
-                waiter.handler = std::move(handler);
-                const int ahead = core_.waiting() - 1;
-                lock.unlock();
-                // The waiter's handler is parked: it cannot run before this initiation returns,
-                // so its owner's state may still be touched here.
-                if (waiter.on_queued) waiter.on_queued(ahead);
-                Execute(actions);
-                return;
-              }
-              lock.unlock();
-              Execute(actions);
-              granted = r;
-              Complete(waiter.executor, std::move(handler), r.server, r.error);
+            [this, &waiter](auto handler) {
+              waiter.handler = std::move(handler);
+              Enqueue(waiter);
             },
             asio::deferred);
     if (server == nullptr) co_return std::make_pair(nullptr, status);
-    // A connection handed over after waiting was just released (idle_since unset: no check);
-    // one found idle by the slow path gets the same check as the fast path.
-    if (granted.kind != Core::CheckoutResult::Kind::kGranted)
-      granted.idle_since = pool::Clock::now();
-    if (Usable(server, granted)) {
-      server->MoveTo(waiter.executor, waiter.home);
-      co_return std::make_pair(server, absl::OkStatus());
-    }
+    if (Accept(server, waiter)) co_return std::make_pair(server, absl::OkStatus());
   }
 }
 

@@ -65,6 +65,13 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // order — moved to the waiter's event loop. Fails with query_wait_timeout, a relayed server
   // login error, or a cancel. `waiter.executor` and `waiter.home` must be set.
   Task<std::pair<ServerConn*, absl::Status>> Acquire(Waiter& waiter);
+  // Acquire's steps for callers without a coroutine. TryAcquire: an idle connection moved to
+  // `executor`/`home`, or null when none is idle. Enqueue: queues `waiter` (its handler set),
+  // or completes it at once; the handler always runs through a post on waiter.executor. A
+  // server it receives must pass Accept before use (false: it was closed; acquire again).
+  ServerConn* TryAcquire(const Executor& executor, int home);
+  void Enqueue(Waiter& waiter);
+  bool Accept(ServerConn* server, const Waiter& waiter);
 
   // Removes a waiting client from the queue and fails its wait with `why`. False if it was not
   // waiting (a server may already be on its way to it).
