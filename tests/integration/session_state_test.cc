@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/strings.h"
 #include "tests/harness/proxy_test.h"
@@ -79,6 +81,28 @@ TEST_F(SessionStateTest, EachClientSeesOnlyItsOwnSettings) {
                         "SELECT application_name FROM pg_stat_activity "
                         "WHERE pid = pg_backend_pid()"),
             "beta");
+}
+
+TEST_F(SessionStateTest, AQueuedClientGetsItsOwnSettingsOnTheServerItWaitedFor) {
+  StartWith("  size: 1\n");
+  PgConn a = Client();
+  PgConn b = Client("application_name=beta");
+  // a holds the only server connection, and changes its settings.
+  ASSERT_TRUE(Exec(a.get(), "BEGIN; SET TimeZone = 'Asia/Tokyo'").ok());
+  ASSERT_TRUE(PQsendQuery(b.get(), "SHOW TimeZone"));
+  std::this_thread::sleep_for(200ms);  // b's request is now queued for that connection
+  ASSERT_TRUE(Exec(a.get(), "COMMIT").ok());
+  // b is handed the connection a just left, which still has a's TimeZone: b's own settings
+  // are restored before its request runs.
+  std::vector<std::string> values;
+  while (PGresult* r = PQgetResult(b.get())) {
+    EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) values.emplace_back(PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  EXPECT_THAT(values, ::testing::ElementsAre("Etc/UTC"));
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW application_name"), "beta");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW TimeZone"), "Asia/Tokyo");
 }
 
 TEST_F(SessionStateTest, SetLocalIsUndoneAtCommitForEveryone) {
