@@ -648,6 +648,10 @@ void ClientSession::OnClientEvent(WaitResult result) {
       result = WaitResult::kInputRead;
     }
   }
+  SpawnActivation(result);
+}
+
+void ClientSession::SpawnActivation(WaitResult result) {
   Spawn(
       executor_, [self = shared_from_this(), result]() { return self->Activate(result); },
       "client activation");
@@ -686,9 +690,11 @@ Task<> ClientSession::Activate(WaitResult result) {
 }
 
 bool ClientSession::FastForward() {
-  if (PendingEnd() || FastRun() == 0) return false;
+  if (PendingEnd()) return false;
+  const size_t run = FastRun();
+  if (run == 0) return false;
   if (attached_ != nullptr) {
-    ForwardFast();
+    ForwardFast(run);
     return true;
   }
   ServerConn* server = pool_->TryAcquire(executor_, worker_);
@@ -696,13 +702,13 @@ bool ClientSession::FastForward() {
     WaitForServer();
     return true;
   }
-  return AttachFast(server, absl::OkStatus());
+  return AttachFast(server, absl::OkStatus(), run);
 }
 
-bool ClientSession::AttachFast(ServerConn* server, absl::Status status) {
+bool ClientSession::AttachFast(ServerConn* server, absl::Status status, size_t run) {
   if (status.ok() && server != nullptr && server->params == params_ && !PendingEnd()) {
     AttachTo(server);
-    ForwardFast();
+    ForwardFast(run);
     return true;
   }
   if (fast_wait_ == nullptr) fast_wait_ = std::make_unique<FastWait>(MakeWaiter());
@@ -712,8 +718,7 @@ bool ClientSession::AttachFast(ServerConn* server, absl::Status status) {
   return false;
 }
 
-void ClientSession::ForwardFast() {
-  const size_t run = FastRun();
+void ClientSession::ForwardFast(size_t run) {
   std::string_view data = in_.data();
   for (size_t at = 0; at < run;) {
     wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
@@ -751,10 +756,7 @@ void ClientSession::OnGranted(ServerConn* server, absl::Status status) {
     server = pool_->TryAcquire(executor_, worker_);
     if (server == nullptr) return WaitForServer();
   }
-  if (AttachFast(server, std::move(status))) return;
-  Spawn(
-      executor_, [self = shared_from_this()]() { return self->Activate(WaitResult::kInputRead); },
-      "client activation");
+  if (!AttachFast(server, std::move(status), FastRun())) SpawnActivation(WaitResult::kInputRead);
 }
 
 size_t ClientSession::FastRun() const {
@@ -780,9 +782,7 @@ void ClientSession::OnForwarded(size_t bytes, const error_code& ec) {
   if (finished_) return;
   if (PendingEnd()) {
     // A failed write, or a shutdown that arrived meanwhile: the activation path ends it.
-    Spawn(
-        executor_, [self = shared_from_this()]() { return self->Activate(WaitResult::kInputRead); },
-        "client activation");
+    SpawnActivation(WaitResult::kInputRead);
     return;
   }
   ArmClientWait();
@@ -792,9 +792,8 @@ void ClientSession::OnForwarded(size_t bytes, const error_code& ec) {
 void ClientSession::EnsurePump() {
   if (pump_running_ || attached_ == nullptr) return;
   pump_running_ = true;
-  pump_server_ = attached_;
-  std::string leftover = pump_server_->TakeBuffered();
-  if (!leftover.empty()) pump_server_->relay_buf.Append(leftover);
+  std::string leftover = attached_->TakeBuffered();
+  if (!leftover.empty()) attached_->relay_buf.Append(leftover);
   PumpNext();
 }
 
@@ -984,10 +983,10 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 
 void ClientSession::PumpNext() {
   if (stopping_) return PumpStopped();
-  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  wire::ByteBuffer& buf = attached_->relay_buf;
   if (!buf.empty()) return PumpRelay();
   std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
-  pump_server_->socket().async_read_some(
+  attached_->socket().async_read_some(
       asio::buffer(space.data(), space.size()),
       [self = shared_from_this()](const error_code& ec, size_t n) { self->OnPumpRead(ec, n); });
 }
@@ -995,7 +994,7 @@ void ClientSession::PumpNext() {
 void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
   if (ec) {
     if (!stopping_) {
-      pump_server_->set_unusable();
+      attached_->set_unusable();
       server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
                                      "server closed the connection unexpectedly",
                                      ec == asio::error::eof ? "" : std::string(ec.message()));
@@ -1003,22 +1002,22 @@ void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
     }
     return PumpStopped();
   }
-  pump_server_->relay_buf.CommitWrite(n);
+  attached_->relay_buf.CommitWrite(n);
   PumpRelay();
 }
 
 void ClientSession::PumpRelay() {
   cut_at_ = kNoCut;
-  absl::Status st = pump_server_->relay_scanner.Scan(
-      pump_server_->relay_buf.data(),
+  absl::Status st = attached_->relay_scanner.Scan(
+      attached_->relay_buf.data(),
       [this](char type, std::string_view body, size_t end) { OnServerMessage(type, body, end); });
   if (!st.ok()) {
-    pump_server_->set_unusable();
+    attached_->set_unusable();
     server_failed_ = st;
     WakeMain();
     return PumpStopped();
   }
-  std::string_view chunk = pump_server_->relay_buf.data();
+  std::string_view chunk = attached_->relay_buf.data();
   if (cut_at_ != kNoCut) {
     // Replace what follows (the ReadyForQuery) with the error that ends the session.
     Out().assign(chunk.substr(0, cut_at_));
@@ -1032,7 +1031,7 @@ void ClientSession::PumpRelay() {
 }
 
 void ClientSession::OnPumpWritten(const error_code& ec) {
-  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  wire::ByteBuffer& buf = attached_->relay_buf;
   buf.Clear();
   // A standard block stays with the server for its next transaction (no allocation per
   // transaction); storage grown larger for a long leftover goes back at once.
@@ -1049,7 +1048,6 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
     // The buffer is the server's: touch neither once the server may go to another client
     // (possibly on another worker).
     pump_running_ = false;
-    pump_server_ = nullptr;
     ReleaseServer();
     RearmClientTimers();
     return;
@@ -1067,14 +1065,13 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
 
 void ClientSession::PumpStopped() {
   // The server is still attached here: the session releases it once the pump has stopped.
-  wire::ByteBuffer& buf = pump_server_->relay_buf;
+  wire::ByteBuffer& buf = attached_->relay_buf;
   if (!buf.empty()) {
     // Read but never relayed (the session stopped first): where the stream stands is unknown,
     // and no later client may see these bytes.
-    pump_server_->set_unusable();
+    attached_->set_unusable();
     buf.Clear();
   }
-  pump_server_ = nullptr;
   pump_running_ = false;
 }
 

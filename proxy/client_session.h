@@ -30,11 +30,11 @@ class Daemon;
 // post to it.
 //
 // An idle client has no coroutine: only a callback wait on its socket. The usual transaction
-// runs on reactor callbacks alone: readability reads the client's request, checks out an idle
-// server and forwards the request (TryFastForward), and the pump relays the replies back
-// (server → client) until ReadyForQuery 'I' releases the server. Anything else — waiting for
-// a server, restoring settings, messages Shardyard answers itself, errors, the end — spawns
-// an activation coroutine that handles it.
+// runs on reactor callbacks alone: readability reads the client's request, checks out a server
+// (idle, or after a callback wait in the pool's queue) and forwards the request (FastForward),
+// and the pump relays the replies back (server → client) until ReadyForQuery 'I' releases the
+// server. Anything else — restoring settings, a failed or cancelled wait, messages Shardyard
+// answers itself, errors, the end — spawns an activation coroutine that handles it.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `socket` is bound to the event loop of worker `worker`.
@@ -91,16 +91,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool FastForward();
   // Bytes at the front of the input that FastForward may forward, or 0.
   size_t FastRun() const;
-  // Attaches `server` and forwards, unless it needs this client's settings restored or the
-  // checkout failed: then it is left for ProcessInput (returns false).
-  bool AttachFast(ServerConn* server, absl::Status status);
-  void ForwardFast();
+  // Attaches `server` and forwards the first `run` bytes of input, unless the server needs this
+  // client's settings restored or the checkout failed: then it is left for ProcessInput
+  // (returns false).
+  bool AttachFast(ServerConn* server, absl::Status status, size_t run);
+  void ForwardFast(size_t run);
   void WaitForServer();
   void OnGranted(ServerConn* server, absl::Status status);
   // The fast forward's write finished: as an activation ends (re-arm the wait, start the pump).
   void OnForwarded(size_t bytes, const error_code& ec);
   // Handles one wake-up: reads, forwards, re-arms the wait, and starts the pump.
   Task<> Activate(WaitResult result);
+  void SpawnActivation(WaitResult result);
   // Why the session must end now, if it must (server failure, shutdown, a failed write).
   std::optional<CloseReason> PendingEnd() const;
   // Starts the pump unless it already runs, or there is no server to pump.
@@ -124,8 +126,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void AdoptServerParams(ServerConn* server);
   void FailRequest(char type, const absl::Status& status);
   // The pump, server → client, as a chain of reactor callbacks (no coroutine frame): read from
-  // the server, note the messages the session acts on, write to the client; it releases the
-  // server once it is idle with nothing outstanding, or stops when the session stops.
+  // the attached server, note the messages the session acts on, write to the client; it releases
+  // the server once it is idle with nothing outstanding, or stops when the session stops.
   void PumpNext();
   void OnPumpRead(const error_code& ec, size_t n);
   void PumpRelay();
@@ -194,13 +196,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool skip_until_sync_ = false;
 
   bool pump_running_ = false;
-  ServerConn* pump_server_ = nullptr;  // the server the running pump reads from
-  bool finished_ = false;              // Finish has begun: wake-ups no longer activate the session
+  bool finished_ = false;  // Finish has begun: wake-ups no longer activate the session
   bool stopping_ = false;
   uint32_t cut_at_ = kNoCut;  // forward the current chunk only up to here
   static constexpr uint32_t kNoCut = ~uint32_t{0};
 
-  Pool::Waiter* waiter_ = nullptr;  // set while waiting for a server (lives in that frame)
+  // Set while waiting for a server (the waiter lives in that coroutine frame, or in fast_wait_).
+  Pool::Waiter* waiter_ = nullptr;
   // The fast path's wait for a server (allocated the first time a client has to wait), and a
   // checkout it hands to ProcessInput.
   struct FastWait {
