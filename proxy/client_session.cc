@@ -2,6 +2,9 @@
 // session parameters on each borrowed server connection, and the two transfer loops.
 #include "proxy/client_session.h"
 
+#include <sys/socket.h>
+
+#include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "common/crypto.h"
@@ -10,6 +13,7 @@
 #include "common/scram_secret.h"
 #include "common/strings.h"
 #include "proxy/daemon.h"
+#include "proxy/reactor_read.h"
 #include "proxy/spawn.h"
 #include "router/route.h"
 #include "wire/auth.h"
@@ -623,11 +627,11 @@ void ClientSession::ArmClientWait() {
   in_.ReleaseIfEmpty();  // idle clients hold no buffer
   auto [timeout, on_timeout] = ClientTimer();
   if (timeout.count() == 0) {
-    socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
-      self->OnClientEvent(ec == asio::error::operation_aborted ? WaitResult::kInterrupted
-                          : ec                                 ? WaitResult::kFailed
-                                                               : WaitResult::kReadable);
-    });
+    StartReactorRead(
+        socket_, [this](int fd) { return FillClient(fd); },
+        [self = shared_from_this()](const error_code& ec, size_t, bool filled) {
+          self->OnClientRead(ec, filled);
+        });
     return;
   }
   Spawn(
@@ -639,15 +643,35 @@ void ClientSession::ArmClientWait() {
       "client wait");
 }
 
-void ClientSession::OnClientEvent(WaitResult result) {
-  if (finished_) return;
-  if (result == WaitResult::kReadable) {
-    result = ReadClient();
-    if (result == WaitResult::kReadable) {
-      if (FastForward()) return;
-      result = WaitResult::kInputRead;
-    }
+std::pair<ssize_t, size_t> ClientSession::FillClient(int fd) {
+  if (in_.capacity() == 0) {
+    // An idle client holds no buffer: read into the worker's scratch block, keep what came.
+    thread_local std::array<char, wire::ByteBuffer::kBlockSize> scratch;
+    ssize_t n = ::recv(fd, scratch.data(), scratch.size(), 0);
+    if (n > 0) in_.Append({scratch.data(), static_cast<size_t>(n)});
+    return {n, scratch.size()};
   }
+  std::span<char> space = ClientReadSpace();
+  ssize_t n = ::recv(fd, space.data(), space.size(), 0);
+  if (n > 0) in_.CommitWrite(static_cast<size_t>(n));
+  return {n, space.size()};
+}
+
+ClientSession::WaitResult ClientSession::AfterClientRead(const error_code& ec, bool filled) {
+  if (ec == asio::error::operation_aborted) return WaitResult::kInterrupted;
+  if (ec == asio::error::eof) return WaitResult::kClosed;
+  if (ec) return WaitResult::kFailed;
+  if (filled) {
+    // The read took all the room it had: take the rest now.
+    if (WaitResult more = ReadClient(); more != WaitResult::kReadable) return more;
+  }
+  return WaitResult::kInputRead;
+}
+
+void ClientSession::OnClientRead(const error_code& ec, bool filled) {
+  if (finished_) return;
+  WaitResult result = AfterClientRead(ec, filled);
+  if (result == WaitResult::kInputRead && FastForward()) return;
   SpawnActivation(result);
 }
 
@@ -986,9 +1010,10 @@ void ClientSession::PumpNext() {
   wire::ByteBuffer& buf = attached_->relay_buf;
   if (!buf.empty()) return PumpRelay();
   std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
-  attached_->socket().async_read_some(
-      asio::buffer(space.data(), space.size()),
-      [self = shared_from_this()](const error_code& ec, size_t n) { self->OnPumpRead(ec, n); });
+  StartReactorRead(attached_->socket(), RecvInto(space),
+                   [self = shared_from_this()](const error_code& ec, size_t n, bool) {
+                     self->OnPumpRead(ec, n);
+                   });
 }
 
 void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
@@ -1151,15 +1176,6 @@ std::pair<Duration, ClientSession::WaitResult> ClientSession::ClientTimer() cons
   return {Duration(0), WaitResult::kIdleTimeout};
 }
 
-Task<ClientSession::WaitResult> ClientSession::WaitClient() {
-  // No buffer is held while waiting: idle clients cost no buffer memory.
-  in_.ReleaseIfEmpty();
-  auto [ec] = co_await socket_.async_wait(Socket::wait_read, kAwait);
-  if (ec == asio::error::operation_aborted) co_return WaitResult::kInterrupted;
-  if (ec) co_return WaitResult::kFailed;
-  co_return WaitResult::kReadable;
-}
-
 Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration timeout,
                                                                      WaitResult on_timeout) {
   in_.ReleaseIfEmpty();
@@ -1175,24 +1191,31 @@ Task<ClientSession::WaitResult> ClientSession::WaitClientWithTimeout(Duration ti
 }
 
 Task<ClientSession::WaitResult> ClientSession::ReadClientOrWait() {
-  size_t before = in_.size();
-  WaitResult w = ReadClient();
-  if (w != WaitResult::kReadable || in_.size() > before) co_return w;
-  // Nothing there yet: wait (one epoll_ctl) only now.
-  w = co_await WaitClient();
-  if (w == WaitResult::kReadable) w = ReadClient();
-  co_return w;
+  // A reactor read: what is there already is read at once; otherwise it waits (no epoll_ctl).
+  auto [ec, n, filled] =
+      co_await asio::async_initiate<decltype(kAwait), void(error_code, size_t, bool)>(
+          [this](auto handler) {
+            StartReactorRead(
+                socket_, [this](int fd) { return FillClient(fd); }, std::move(handler));
+          },
+          kAwait);
+  WaitResult w = AfterClientRead(ec, filled);
+  co_return w == WaitResult::kInputRead ? WaitResult::kReadable : w;
+}
+
+std::span<char> ClientSession::ClientReadSpace() {
+  // Room for the whole message whose header is already here, or a standard block.
+  size_t want = wire::ByteBuffer::kBlockSize;
+  size_t hint = wire::FrameSizeHint(in_.data());
+  if (hint > in_.size() && hint <= max_message_size_ + size_t{5}) {
+    want = std::max(want, hint - in_.size());
+  }
+  return in_.PrepareWrite(want);
 }
 
 ClientSession::WaitResult ClientSession::ReadClient() {
   while (true) {
-    // Room for the whole message whose header is already here, or a standard block.
-    size_t want = wire::ByteBuffer::kBlockSize;
-    size_t hint = wire::FrameSizeHint(in_.data());
-    if (hint > in_.size() && hint <= max_message_size_ + size_t{5}) {
-      want = std::max(want, hint - in_.size());
-    }
-    std::span<char> space = in_.PrepareWrite(want);
+    std::span<char> space = ClientReadSpace();
     error_code ec;
     size_t n = socket_.read_some(asio::buffer(space.data(), space.size()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {

@@ -82,7 +82,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Arms the wait for the client's next input: a plain callback (no coroutine frame) or, when an
   // idle timer applies, a coroutine racing the socket against the timer.
   void ArmClientWait();
-  void OnClientEvent(WaitResult result);
+  // The idle wait's read (see reactor_read.h): bytes go to in_, into a scratch block first
+  // when the client holds no buffer.
+  std::pair<ssize_t, size_t> FillClient(int fd);
+  void OnClientRead(const error_code& ec, bool filled);
+  // What a reactor read of the client came to: kInputRead when bytes arrived (all of them).
+  WaitResult AfterClientRead(const error_code& ec, bool filled);
   // The usual case without a coroutine: the input is whole messages that all go to the server
   // (less than a block). Forwards them to the attached server, or to an idle one with this
   // client's settings, or queues for one (the grant arrives in OnGranted). False: the
@@ -139,11 +144,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<> Finish(CloseReason reason, const absl::Status& error);
 
   // Client I/O. Waiting costs no coroutine frame unless an idle timer applies.
-  Task<WaitResult> WaitClient();
   Task<WaitResult> WaitClientWithTimeout(Duration timeout, WaitResult on_timeout);
   // The timer that applies to the client's current state (zero: none).
   std::pair<Duration, WaitResult> ClientTimer() const;
   WaitResult ReadClient();
+  std::span<char> ClientReadSpace();
   // Reads what is already there, or waits for the socket and then reads (startup phase).
   Task<WaitResult> ReadClientOrWait();
   Task<bool> WriteClient(std::string_view bytes);
