@@ -1,37 +1,44 @@
-// Validates a parsed YAML tree into a Config, reporting every unknown key, wrong type and bad value.
+// Validates a parsed YAML tree into a Config, reporting every unknown key, wrong type and bad
+// value.
 #include "config/config.h"
 
 #include <algorithm>
 #include <array>
 #include <fstream>
-#include <span>
 #include <limits>
+#include <span>
 #include <sstream>
 #include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "common/strings.h"
 #include "common/crypto.h"
 #include "common/scram_secret.h"
+#include "common/strings.h"
 #include "config/yaml_adapter.h"
 
 namespace shardyard::config {
 
 std::string_view PoolModeName(PoolMode mode) {
   switch (mode) {
-    case PoolMode::kSession: return "session";
-    case PoolMode::kTransaction: return "transaction";
-    case PoolMode::kStatement: return "statement";
+    case PoolMode::kSession:
+      return "session";
+    case PoolMode::kTransaction:
+      return "transaction";
+    case PoolMode::kStatement:
+      return "statement";
   }
   return "transaction";
 }
 
 std::string_view AuthTypeName(AuthType type) {
   switch (type) {
-    case AuthType::kTrust: return "trust";
-    case AuthType::kMd5: return "md5";
-    case AuthType::kScramSha256: return "scram-sha-256";
+    case AuthType::kTrust:
+      return "trust";
+    case AuthType::kMd5:
+      return "md5";
+    case AuthType::kScramSha256:
+      return "scram-sha-256";
   }
   return "scram-sha-256";
 }
@@ -79,10 +86,14 @@ using Kind = YamlNode::Kind;
 
 std::string_view KindName(Kind kind) {
   switch (kind) {
-    case Kind::kNull: return "nothing";
-    case Kind::kScalar: return "a single value";
-    case Kind::kSequence: return "a list";
-    case Kind::kMap: return "a mapping";
+    case Kind::kNull:
+      return "nothing";
+    case Kind::kScalar:
+      return "a single value";
+    case Kind::kSequence:
+      return "a list";
+    case Kind::kMap:
+      return "a mapping";
   }
   return "?";
 }
@@ -146,8 +157,7 @@ class Validator {
     if (ReadInt64(s, key, min, max, &v)) *out = static_cast<int>(v);
   }
 
-  bool ReadInt64(const Section& s, std::string_view key, int64_t min, int64_t max,
-                 int64_t* out) {
+  bool ReadInt64(const Section& s, std::string_view key, int64_t min, int64_t max, int64_t* out) {
     const YamlNode* n = s.Get(key);
     if (n == nullptr) return false;
     int64_t v = 0;
@@ -306,7 +316,7 @@ void ReadPool(Validator& v, const YamlNode& node, PoolSettings* p) {
     const YamlNode* n = s->Get("min_size");
     v.Error(n ? n->line : s->line(), "pool.min_size",
             Cat("must not exceed pool.max_db_connections (", p->min_size, " > ",
-                         p->max_db_connections, ")"));
+                p->max_db_connections, ")"));
   }
 }
 
@@ -352,6 +362,12 @@ void ReadUsers(Validator& v, const YamlNode& node, AuthType global_auth, std::ve
       v.Error(pw_line, s->Path("password"),
               "an md5 hash cannot check scram-sha-256 logins; give the plain password or a SCRAM "
               "secret, or set auth_type: md5");
+    }
+    if (kind == SecretKind::kMd5) {
+      user.md5_secret = user.password;
+    } else if (kind == SecretKind::kPlain) {
+      user.md5_secret.assign("md5").resize(35);
+      crypto::Md5Hex(user.password, user.name, std::span<char, 32>(user.md5_secret.data() + 3, 32));
     }
     out->push_back(std::move(user));
   }

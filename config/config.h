@@ -1,4 +1,5 @@
-// Shardyard's configuration: the typed settings and the loader that validates a YAML file into them.
+// Shardyard's configuration: the typed settings and the loader that validates a YAML file into
+// them.
 #pragma once
 
 #include <chrono>
@@ -46,11 +47,15 @@ struct Database {
 
 struct User {
   std::string name;
-  std::string password;  // plain, md5..., or SCRAM-SHA-256$... secret
+  std::string password;               // plain, md5..., or SCRAM-SHA-256$... secret
   std::optional<AuthType> auth_type;  // overrides Config::auth_type
   // Used to log in to servers when `password` is a hash that cannot be (e.g. SCRAM to an md5
   // server). Empty: use `password`.
   std::string server_password;
+  // Derived from name and password when the config is loaded: what an md5 login is checked
+  // against ("md5" and hex MD5(password || name), as PostgreSQL stores it), so a login hashes
+  // once, not twice. Empty for SCRAM secrets.
+  std::string md5_secret;
   bool operator==(const User&) const = default;
 };
 
@@ -87,9 +92,7 @@ struct Config {
 
   const Database* FindDatabase(std::string_view name) const;
   const User* FindUser(std::string_view name) const;
-  AuthType AuthTypeFor(const User& user) const {
-    return user.auth_type.value_or(auth_type);
-  }
+  AuthType AuthTypeFor(const User& user) const { return user.auth_type.value_or(auth_type); }
   // The number of worker threads to start (resolves 0 to the core count).
   int EffectiveWorkers() const;
 };

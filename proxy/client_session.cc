@@ -407,7 +407,11 @@ Task<absl::Status> ClientSession::Authenticate(const config::User* user,
       auto pw = wire::Decode<wire::fe::PasswordMessage>(body);
       if (!pw.ok()) co_return Fatal(sqlstate::kProtocolViolation, "invalid password packet");
       // Unknown users go through the same exchange and fail the same way.
-      if (user == nullptr || !wire::Md5Verify(user_name, user->password, salt, pw->password)) {
+      // The user's md5 secret was derived when the config was loaded (a hand-built User may
+      // lack it: then Md5Verify derives it from the password).
+      std::string_view secret;
+      if (user != nullptr) secret = user->md5_secret.empty() ? user->password : user->md5_secret;
+      if (user == nullptr || !wire::Md5Verify(user_name, secret, salt, pw->password)) {
         co_return PasswordAuthFailed(user_name);
       }
       break;
@@ -672,6 +676,12 @@ void ClientSession::OnClientRead(const error_code& ec, bool filled) {
   if (finished_) return;
   WaitResult result = AfterClientRead(ec, filled);
   if (result == WaitResult::kInputRead && FastForward()) return;
+  if (EndsQuietly(result)) {
+    // Nothing to stop, release or tell the client: end here, without the activation.
+    Close(result == WaitResult::kClosed ? CloseReason::kClientEof : CloseReason::kClientTerminate,
+          absl::OkStatus());
+    return;
+  }
   SpawnActivation(result);
 }
 
@@ -1295,6 +1305,22 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     // Anything still pending (AuthenticationOk before a 3D000, say) goes out first.
     wire::AppendErrorResponse(fatal, &Out());
     co_await FlushOut();
+  }
+  Close(reason, fatal);
+}
+
+bool ClientSession::EndsQuietly(WaitResult result) const {
+  if (attached_ != nullptr || pump_running_ || !logged_in_ || PendingEnd()) return false;
+  if (result == WaitResult::kClosed) return true;
+  // A lone Terminate, the usual goodbye.
+  static constexpr std::string_view kTerminate("X\0\0\0\4", 5);
+  return result == WaitResult::kInputRead && in_.data() == kTerminate;
+}
+
+void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
+  finished_ = true;
+  if (fast_wait_ != nullptr && fast_wait_->handed_off && fast_wait_->granted != nullptr) {
+    pool_->Release(std::exchange(fast_wait_->granted, nullptr));  // never attached
   }
   if (attached_ != nullptr) {
     ServerConn* server = attached_;

@@ -142,6 +142,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool ReadyToRelease() const;
   void ReleaseServer();
   Task<> Finish(CloseReason reason, const absl::Status& error);
+  // Finish's last step, synchronous: gives back the server, closes the socket, counts and logs.
+  void Close(CloseReason reason, const absl::Status& fatal);
+  // Whether the session can end at once with Close (end of file, or a lone Terminate, with no
+  // server attached and nothing to tell the client).
+  bool EndsQuietly(WaitResult result) const;
 
   // Client I/O. Waiting costs no coroutine frame unless an idle timer applies.
   Task<WaitResult> WaitClientWithTimeout(Duration timeout, WaitResult on_timeout);

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <fstream>
 #include <thread>
@@ -197,10 +198,18 @@ TEST_F(OperationsTest, EveryCloseIsLoggedWithItsReason) {
     ASSERT_TRUE(c.ok());
     EXPECT_EQ(*QueryValue(c->get(), "SELECT 1"), "1");
   }
+  {
+    // An idle client that goes away without Terminate.
+    auto c = TryClient();
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(*QueryValue(c->get(), "SELECT 2"), "2");
+    ::shutdown(PQsocket(c->get()), SHUT_RDWR);
+  }
   EXPECT_FALSE(TryClient("app", "app", "nope").ok());
   std::this_thread::sleep_for(1500ms);
   std::string log = sy_->Log();
   EXPECT_THAT(log, HasSubstr("app/app closing because: client sent Terminate"));
+  EXPECT_THAT(log, HasSubstr("app/app closing because: client closed the connection"));
   EXPECT_THAT(log, HasSubstr("closing because: authentication failed"));
   EXPECT_THAT(log, HasSubstr("closing because: server_idle_timeout expired"));
   EXPECT_THAT(log, HasSubstr("login ok"));

@@ -96,7 +96,8 @@ TEST(ConfigTest, WrongTypesAndImpossibleValuesAreAllReported) {
   ASSERT_EQ(errors.size(), 5u) << testing::PrintToString(errors);
   EXPECT_THAT(errors[0], HasSubstr(":1: listen.port: must be between 0 and 65535"));
   EXPECT_THAT(errors[1], HasSubstr(":3: pool.size: must be a whole number"));
-  EXPECT_THAT(errors[2], HasSubstr(":5: pool.mode: must be one of transaction, session, statement"));
+  EXPECT_THAT(errors[2],
+              HasSubstr(":5: pool.mode: must be one of transaction, session, statement"));
   EXPECT_THAT(errors[3], HasSubstr(":6: pool.query_wait_timeout: \"10\" needs a unit"));
   EXPECT_THAT(errors[4], HasSubstr(":7: pool.server_connect_timeout: must be more than 0"));
 }
@@ -128,7 +129,26 @@ TEST(ConfigTest, DuplicateNamesAreErrors) {
       "  - {name: d, shards: [{primary: {host: h, port: 2}}]}\n");
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_THAT(errors[0], HasSubstr(":3: users[1].name: user \"a\" is defined more than once"));
-  EXPECT_THAT(errors[1], HasSubstr(":6: databases[1].name: database \"d\" is defined more than once"));
+  EXPECT_THAT(errors[1],
+              HasSubstr(":6: databases[1].name: database \"d\" is defined more than once"));
+}
+
+TEST(ConfigTest, EachUsersMd5SecretIsDerivedOnceAtLoad) {
+  LoadResult r = LoadConfigText(
+      "auth_type: md5\n"
+      "users:\n"
+      "  - {name: alice, password: hunter2}\n"
+      "  - {name: bob, password: md52aea419619857e8a27f0f7aa641db0c6}\n"
+      "  - {name: carol, auth_type: scram-sha-256, password: "
+      "'SCRAM-SHA-256$4096:I4G10khPyepqx8lBhAG45A==$EgJDEoobWu96Oz9c/MK91kqjliEKPFy9nRf7pI8H9MA=:"
+      "EN0K/ANHeDJ1NvWNdMVrFcRYNkYbRfHzP7p5nb+PU4Y='}\n"
+      "databases: []\n",
+      "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].ToString();
+  // PostgreSQL's md5 secret: "md5" + hex MD5(password || user name).
+  EXPECT_EQ(r.config->FindUser("alice")->md5_secret, "md5f1d6e2da5767fddc60c941cf0fa924cf");
+  EXPECT_EQ(r.config->FindUser("bob")->md5_secret, "md52aea419619857e8a27f0f7aa641db0c6");
+  EXPECT_EQ(r.config->FindUser("carol")->md5_secret, "");
 }
 
 TEST(ConfigTest, SecretsMustSuitTheAuthType) {
