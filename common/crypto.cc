@@ -90,6 +90,13 @@ void Md5Hex(std::string_view first, std::string_view second, std::span<char, 32>
   }
 }
 
+std::string Md5Secret(std::string_view user, std::string_view password) {
+  std::string secret("md5");
+  secret.resize(35);
+  Md5Hex(password, user, std::span<char, 32>(secret.data() + 3, 32));
+  return secret;
+}
+
 std::string Md5Hex(std::string_view data) {
   std::string out(32, '\0');
   Md5Hex(data, {}, std::span<char, 32>(out.data(), 32));

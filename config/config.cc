@@ -366,8 +366,7 @@ void ReadUsers(Validator& v, const YamlNode& node, AuthType global_auth, std::ve
     if (kind == SecretKind::kMd5) {
       user.md5_secret = user.password;
     } else if (kind == SecretKind::kPlain) {
-      user.md5_secret.assign("md5").resize(35);
-      crypto::Md5Hex(user.password, user.name, std::span<char, 32>(user.md5_secret.data() + 3, 32));
+      user.md5_secret = crypto::Md5Secret(user.name, user.password);
     }
     out->push_back(std::move(user));
   }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <cerrno>
 
 #include "common/crypto.h"
 #include "common/log.h"
@@ -631,11 +632,9 @@ void ClientSession::ArmClientWait() {
   in_.ReleaseIfEmpty();  // idle clients hold no buffer
   auto [timeout, on_timeout] = ClientTimer();
   if (timeout.count() == 0) {
-    StartReactorRead(
-        socket_, [this](int fd) { return FillClient(fd); },
-        [self = shared_from_this()](const error_code& ec, size_t, bool filled) {
-          self->OnClientRead(ec, filled);
-        });
+    StartClientRead([self = shared_from_this()](const error_code& ec, size_t, bool filled) {
+      self->OnClientRead(ec, filled);
+    });
     return;
   }
   Spawn(
@@ -645,6 +644,12 @@ void ClientSession::ArmClientWait() {
         if (!self->finished_) co_await self->Activate(w);
       },
       "client wait");
+}
+
+template <typename Handler>
+void ClientSession::StartClientRead(Handler handler) {
+  StartReactorRead(
+      socket_, [this](int fd) { return FillClient(fd); }, std::move(handler));
 }
 
 std::pair<ssize_t, size_t> ClientSession::FillClient(int fd) {
@@ -1204,11 +1209,7 @@ Task<ClientSession::WaitResult> ClientSession::ReadClientOrWait() {
   // A reactor read: what is there already is read at once; otherwise it waits (no epoll_ctl).
   auto [ec, n, filled] =
       co_await asio::async_initiate<decltype(kAwait), void(error_code, size_t, bool)>(
-          [this](auto handler) {
-            StartReactorRead(
-                socket_, [this](int fd) { return FillClient(fd); }, std::move(handler));
-          },
-          kAwait);
+          [this](auto handler) { StartClientRead(std::move(handler)); }, kAwait);
   WaitResult w = AfterClientRead(ec, filled);
   co_return w == WaitResult::kInputRead ? WaitResult::kReadable : w;
 }
@@ -1225,17 +1226,17 @@ std::span<char> ClientSession::ClientReadSpace() {
 
 ClientSession::WaitResult ClientSession::ReadClient() {
   while (true) {
-    std::span<char> space = ClientReadSpace();
-    error_code ec;
-    size_t n = socket_.read_some(asio::buffer(space.data(), space.size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    auto [n, asked] = FillClient(socket_.native_handle());
+    if (n > 0) {
+      if (static_cast<size_t>(n) < asked) return WaitResult::kReadable;
+      continue;  // the buffer filled up: more is probably waiting, take it now
+    }
+    if (n == 0) return WaitResult::kClosed;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
       return WaitResult::kReadable;  // spurious wake-up: nothing to read after all
     }
-    if (ec == asio::error::eof) return WaitResult::kClosed;
-    if (ec) return WaitResult::kFailed;
-    in_.CommitWrite(n);
-    if (n < space.size()) return WaitResult::kReadable;
-    // The buffer filled up: more is probably waiting, take it now.
+    return WaitResult::kFailed;
   }
 }
 
@@ -1272,9 +1273,7 @@ Task<> ClientSession::Finish(CloseReason reason, const absl::Status& error) {
     // Both coroutines share the event loop: yield until the pump has seen its cancellation.
     while (pump_running_) co_await asio::post(executor_, kUseAwaitable);
   }
-  if (fast_wait_ != nullptr && fast_wait_->handed_off && fast_wait_->granted != nullptr) {
-    pool_->Release(std::exchange(fast_wait_->granted, nullptr));  // never attached
-  }
+  ReleaseUnusedGrant();
   if (fatal.ok()) {
     switch (reason) {
       case CloseReason::kClientShutdown:
@@ -1317,11 +1316,15 @@ bool ClientSession::EndsQuietly(WaitResult result) const {
   return result == WaitResult::kInputRead && in_.data() == kTerminate;
 }
 
-void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
-  finished_ = true;
+void ClientSession::ReleaseUnusedGrant() {
   if (fast_wait_ != nullptr && fast_wait_->handed_off && fast_wait_->granted != nullptr) {
     pool_->Release(std::exchange(fast_wait_->granted, nullptr));  // never attached
   }
+}
+
+void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
+  finished_ = true;
+  ReleaseUnusedGrant();
   if (attached_ != nullptr) {
     ServerConn* server = attached_;
     attached_ = nullptr;

@@ -85,6 +85,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The idle wait's read (see reactor_read.h): bytes go to in_, into a scratch block first
   // when the client holds no buffer.
   std::pair<ssize_t, size_t> FillClient(int fd);
+  // Starts that read; `handler(error_code, bytes, filled)` as for StartReactorRead.
+  template <typename Handler>
+  void StartClientRead(Handler handler);
   void OnClientRead(const error_code& ec, bool filled);
   // What a reactor read of the client came to: kInputRead when bytes arrived (all of them).
   WaitResult AfterClientRead(const error_code& ec, bool filled);
@@ -144,6 +147,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<> Finish(CloseReason reason, const absl::Status& error);
   // Finish's last step, synchronous: gives back the server, closes the socket, counts and logs.
   void Close(CloseReason reason, const absl::Status& fatal);
+  // Gives back a server the fast path checked out and handed over, if nobody attached it.
+  void ReleaseUnusedGrant();
   // Whether the session can end at once with Close (end of file, or a lone Terminate, with no
   // server attached and nothing to tell the client).
   bool EndsQuietly(WaitResult result) const;

@@ -214,12 +214,6 @@ void Md5ResponseInto(std::string_view user, std::string_view password_or_secret,
 
 }  // namespace
 
-std::string Md5Secret(std::string_view user, std::string_view password) {
-  Md5Text secret;
-  Md5Prefixed(password, user, secret);
-  return std::string(secret.data(), secret.size());
-}
-
 std::string Md5Response(std::string_view user, std::string_view password_or_secret,
                         std::string_view salt) {
   Md5Text response;

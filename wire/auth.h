@@ -64,13 +64,11 @@ class ScramClientExchange {
   crypto::Sha256Digest server_key_{};
 };
 
-// "md5" + md5(password + user): what PostgreSQL stores for md5 passwords.
-std::string Md5Secret(std::string_view user, std::string_view password);
 // The PasswordMessage body for an md5 challenge; `password_or_secret` may be a stored md5 secret.
 std::string Md5Response(std::string_view user, std::string_view password_or_secret,
                         std::string_view salt);
 // Checks a client's md5 response against a plain password or md5 secret.
-bool Md5Verify(std::string_view user, std::string_view password_or_secret,
-               std::string_view salt, std::string_view response);
+bool Md5Verify(std::string_view user, std::string_view password_or_secret, std::string_view salt,
+               std::string_view response);
 
 }  // namespace shardyard::wire

@@ -116,7 +116,8 @@ BENCHMARK(BM_Md5Response);
 // Checking a client's md5 response against a plain password (two MD5s) and a stored md5 secret.
 void BM_Md5Verify(benchmark::State& state) {
   const bool stored = state.range(0) != 0;
-  const std::string secret = stored ? Md5Secret("bench", kPassword) : std::string(kPassword);
+  const std::string secret =
+      stored ? crypto::Md5Secret("bench", kPassword) : std::string(kPassword);
   const std::string response = Md5Response("bench", kPassword, "\x01\x02\x03\x04");
   for (auto _ : state) {
     bool ok = Md5Verify("bench", secret, "\x01\x02\x03\x04", response);

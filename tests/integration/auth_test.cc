@@ -123,7 +123,7 @@ TEST_F(AuthTest, Md5SecretLogsInToAnMd5Server) {
 TEST_F(AuthTest, HashedPasswordThatCannotAnswerTheServerIsExplained) {
   // Clients are checked against the md5 hash, but the server asks for the cleartext password.
   StartWithUsers(Cat("  - {name: u_clear, auth_type: md5, password: ",
-                     wire::Md5Secret("u_clear", "pw_clear"), "}\n"));
+                     crypto::Md5Secret("u_clear", "pw_clear"), "}\n"));
   auto who = Whoami("u_clear", "pw_clear");
   ASSERT_FALSE(who.ok());
   EXPECT_THAT(std::string(who.status().message()), HasSubstr("set server_password"));

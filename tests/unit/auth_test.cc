@@ -127,7 +127,7 @@ TEST(ScramTest, MalformedSecretsAreRejected) {
 
 TEST(Md5Test, SecretMatchesPostgres) {
   // SET password_encryption = 'md5'; CREATE ROLE md5user PASSWORD 'secret';
-  EXPECT_EQ(Md5Secret("md5user", "secret"), "md52aea419619857e8a27f0f7aa641db0c6");
+  EXPECT_EQ(crypto::Md5Secret("md5user", "secret"), "md52aea419619857e8a27f0f7aa641db0c6");
 }
 
 TEST(Md5Test, ResponseFromPasswordAndFromSecretAgree) {
