@@ -15,6 +15,7 @@
 #include "common/strings.h"
 #include "proxy/daemon.h"
 #include "proxy/reactor_read.h"
+#include "proxy/socket_access.h"
 #include "proxy/spawn.h"
 #include "router/route.h"
 #include "wire/auth.h"
@@ -92,7 +93,8 @@ ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t
       id_(id) {
   error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);
+  SetNonBlocking(socket_);
+  MarkSoleOwner(socket_);  // accepted here, so closing it needs no epoll_ctl
 }
 
 ClientSession::~ClientSession() {
@@ -1241,6 +1243,16 @@ ClientSession::WaitResult ClientSession::ReadClient() {
 }
 
 Task<bool> ClientSession::WriteClient(std::string_view bytes) {
+  // What Shardyard writes itself (login replies, errors) is small and nearly always fits the
+  // socket's buffer: sent at once, without a trip through the event loop; the rest is waited for.
+  error_code send_error;
+  size_t sent = SendNow(socket_, bytes, send_error);
+  if (!send_error && sent == bytes.size()) co_return true;
+  if (send_error) {
+    client_write_failed_ = true;
+    co_return false;
+  }
+  bytes.remove_prefix(sent);
   auto [ec, n] =
       co_await asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()), kAwait);
   if (ec) {
@@ -1346,7 +1358,6 @@ void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
   // Described while the socket can still say who the peer was, and only if it will be logged.
   std::string who = LogEnabled(level) ? Describe() : std::string();
   error_code ignored;
-  socket_.shutdown(Socket::shutdown_both, ignored);
   socket_.close(ignored);
   CountClose(reason);
   std::string why(CloseReasonText(reason));

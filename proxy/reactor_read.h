@@ -19,6 +19,7 @@
 // clang-format off
 // The proxy's Asio types first: Asio's reactor headers expect the io_context to be declared.
 #include "proxy/asio.h"
+#include "proxy/socket_access.h"
 // clang-format on
 
 #include <boost/asio/detail/reactor.hpp>
@@ -33,14 +34,6 @@
 namespace shardyard::proxy {
 
 namespace reactor_read_internal {
-
-// Asio keeps a socket's implementation and its service's reactor protected; these name them
-// through a derived class, which the language allows without touching Asio.
-struct SocketAccess : Socket {
-  static auto& Impl(Socket& socket) {
-    return (socket.*(&SocketAccess::impl_)).get_implementation();
-  }
-};
 
 // The epoll reactor of the calling worker's event loop (one per thread: looked up once).
 inline asio::detail::reactor& ReactorOf(asio::io_context& context) {
@@ -114,9 +107,8 @@ class ReadOp final : public asio::detail::reactor_op {
 // the room it had, so more may be waiting. One read at a time per socket.
 template <typename Fill, typename Handler>
 void StartReactorRead(Socket& socket, Fill fill, Handler handler) {
-  using Access = reactor_read_internal::SocketAccess;
   using Op = reactor_read_internal::ReadOp<Fill, Handler>;
-  auto& impl = Access::Impl(socket);
+  auto& impl = SocketImpl(socket);
   error_code ec;
   if ((impl.state_ & asio::detail::socket_ops::internal_non_blocking) == 0 &&
       !asio::detail::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, ec)) {

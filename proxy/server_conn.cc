@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/pg_error.h"
 #include "common/strings.h"
+#include "proxy/socket_access.h"
 #include "wire/auth.h"
 #include "wire/backend_scanner.h"
 #include "wire/error_response.h"
@@ -54,6 +55,7 @@ void ServerConn::MoveTo(const Executor& executor, int home) {
   socket_ = Socket(executor);
   socket_.assign(protocol_, native, ec);
   if (ec) usable_ = false;
+  MarkSoleOwner(socket_);  // the old socket let go of it: closing it needs no epoll_ctl
   home_ = home;
 }
 
