@@ -100,6 +100,7 @@ ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t
 ClientSession::~ClientSession() {
   if (registered_) daemon_.clients().Unregister(process_id_);
   if (admitted_) daemon_.ClientGone();
+  daemon_.SessionEnded(worker_);
 }
 
 std::string ClientSession::Peer() const {

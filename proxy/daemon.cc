@@ -128,6 +128,7 @@ Daemon::Daemon(std::shared_ptr<const config::Config> config, std::string config_
     : config_path_(std::move(config_path)),
       config_(std::move(config)),
       workers_(MakeWorkers(config_->EffectiveWorkers())),
+      steering_(static_cast<int>(workers_.size())),
       signals_(workers_[0]->io.get_executor(), SIGHUP, SIGTERM, SIGINT),
       maintenance_timer_(workers_[0]->io.get_executor()) {}
 
@@ -218,6 +219,9 @@ absl::StatusOr<uint16_t> Daemon::Listen(tcp::endpoint endpoint) {
     if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return absl::UnavailableError(ec.message());
   }
+  if (workers_.size() > 1 && !steering_.Start(workers_[0]->acceptor.native_handle())) {
+    SY_LOG_INFO("accept steering unavailable: the kernel's hash spreads new connections");
+  }
   return endpoint.port();
 }
 
@@ -238,6 +242,7 @@ Task<> Daemon::Accept(size_t worker) {
     auto session =
         std::make_shared<ClientSession>(*this, std::move(socket), static_cast<int>(worker),
                                         next_client_id_.fetch_add(1, std::memory_order_relaxed));
+    steering_.SessionOpened(static_cast<int>(worker));  // ~ClientSession: SessionEnded
     session->Start();
   }
 }

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "common/scram_secret.h"
 #include "config/config.h"
+#include "proxy/accept_steering.h"
 #include "proxy/asio.h"
 #include "proxy/pool.h"
 
@@ -57,6 +58,8 @@ class Daemon {
   // Counts connected clients; false when max_client_connections is already reached.
   bool AdmitClient(int max_clients);
   void ClientGone();
+  // A client session on `worker` ended (for accept steering).
+  void SessionEnded(int worker) { steering_.SessionClosed(worker); }
 
   // The pool serving (database, user) for this request. Created on first use.
   absl::StatusOr<std::shared_ptr<Pool>> PoolFor(const config::Config& config,
@@ -82,9 +85,9 @@ class Daemon {
   mutable std::mutex config_mu_;
   std::shared_ptr<const config::Config> config_;
 
-  // One event loop per worker thread. Each client session lives on one worker (round robin at
-  // accept); pools are shared, and a server connection moves to the worker of the client it is
-  // lent to. Worker 0 also runs the listener, signals and the maintenance tick.
+  // One event loop per worker thread. Each client session lives on the worker whose listening
+  // socket accepted it (see AcceptSteering); pools are shared, and a server connection moves to
+  // the worker of the client it is lent to. Worker 0 also runs signals and the maintenance tick.
   struct Worker {
     asio::io_context io{1};
     asio::executor_work_guard<Executor> guard{io.get_executor()};
@@ -93,6 +96,7 @@ class Daemon {
   };
   static std::vector<std::unique_ptr<Worker>> MakeWorkers(int count);
   std::vector<std::unique_ptr<Worker>> workers_;
+  AcceptSteering steering_;
 
   SignalSet signals_;
   Timer maintenance_timer_;
