@@ -90,10 +90,16 @@ void Md5Hex(std::string_view first, std::string_view second, std::span<char, 32>
   }
 }
 
+void Md5Prefixed(std::string_view first, std::string_view second, std::span<char, 35> out) {
+  out[0] = 'm';
+  out[1] = 'd';
+  out[2] = '5';
+  Md5Hex(first, second, out.subspan<3, 32>());
+}
+
 std::string Md5Secret(std::string_view user, std::string_view password) {
-  std::string secret("md5");
-  secret.resize(35);
-  Md5Hex(password, user, std::span<char, 32>(secret.data() + 3, 32));
+  std::string secret(35, '\0');
+  Md5Prefixed(password, user, std::span<char, 35>(secret.data(), 35));
   return secret;
 }
 

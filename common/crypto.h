@@ -22,6 +22,9 @@ Sha256Digest Pbkdf2HmacSha256(std::string_view password, std::span<const uint8_t
 std::string Md5Hex(std::string_view data);
 // The same for the concatenation of `first` and `second`, written to `out` (no allocation).
 void Md5Hex(std::string_view first, std::string_view second, std::span<char, 32> out);
+// "md5" + hex MD5(first || second), written to `out` (no allocation): the shape of PostgreSQL's
+// md5 secrets and of the md5 login response.
+void Md5Prefixed(std::string_view first, std::string_view second, std::span<char, 35> out);
 // "md5" + md5(password + user): what PostgreSQL stores for md5 passwords.
 std::string Md5Secret(std::string_view user, std::string_view password);
 

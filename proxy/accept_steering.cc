@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
+
 namespace shardyard::proxy {
 
 int SteeringPolicy::Threshold(int total_sessions, int workers) {
@@ -51,7 +53,7 @@ bool AcceptSteering::Start(int listen_fd) {
 void AcceptSteering::SessionOpened(int worker) {
   sessions_[worker].fetch_add(1, std::memory_order_relaxed);
   if (listen_fd_ < 0) return;
-  std::vector<int> counts(workers_);
+  absl::InlinedVector<int, 16> counts(workers_);  // no malloc per accept
   for (int i = 0; i < workers_; ++i) counts[i] = sessions_[i].load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   const int before = policy_.choice();

@@ -24,7 +24,6 @@
 
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
-#include <boost/asio/detail/socket_ops.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <cerrno>
@@ -108,14 +107,13 @@ class ReadOp final : public asio::detail::reactor_op {
 template <typename Fill, typename Handler>
 void StartReactorRead(Socket& socket, Fill fill, Handler handler) {
   using Op = reactor_read_internal::ReadOp<Fill, Handler>;
-  auto& impl = SocketImpl(socket);
   error_code ec;
-  if ((impl.state_ & asio::detail::socket_ops::internal_non_blocking) == 0 &&
-      !asio::detail::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, ec)) {
+  if (!EnsureInternalNonBlocking(socket, ec)) {
     asio::post(socket.get_executor(),
                [handler = std::move(handler), ec]() mutable { handler(ec, size_t{0}, false); });
     return;
   }
+  auto& impl = SocketImpl(socket);
   typename Op::Allocator alloc;
   Op* op = alloc.allocate(1);
   new (op) Op(impl.socket_, std::move(fill), std::move(handler));

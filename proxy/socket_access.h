@@ -34,16 +34,22 @@ inline auto& SocketImpl(Socket& socket) {
   return socket_access_internal::SocketAccess::Impl(socket);
 }
 
+// Puts the descriptor in non-blocking mode for Asio's own operations (one ioctl, only the first
+// time). False, with `ec` set, if the ioctl failed.
+inline bool EnsureInternalNonBlocking(Socket& socket, error_code& ec) {
+  namespace ops = asio::detail::socket_ops;
+  auto& impl = SocketImpl(socket);
+  return (impl.state_ & ops::internal_non_blocking) != 0 ||
+         ops::set_internal_non_blocking(impl.socket_, impl.state_, true, ec);
+}
+
 // Puts the socket in non-blocking mode with one ioctl, for Asio's operations and for the proxy's
 // own recv and send calls alike. (Asio's non_blocking(true) sets a flag of its own, and its
 // first operation then sets the mode again with a second ioctl.)
 inline error_code SetNonBlocking(Socket& socket) {
-  namespace ops = asio::detail::socket_ops;
-  auto& impl = SocketImpl(socket);
   error_code ec;
-  if ((impl.state_ & ops::internal_non_blocking) != 0 ||
-      ops::set_internal_non_blocking(impl.socket_, impl.state_, true, ec)) {
-    impl.state_ |= ops::user_set_non_blocking;
+  if (EnsureInternalNonBlocking(socket, ec)) {
+    SocketImpl(socket).state_ |= asio::detail::socket_ops::user_set_non_blocking;
   }
   return ec;
 }

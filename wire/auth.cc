@@ -191,14 +191,6 @@ namespace {
 
 using Md5Text = std::array<char, 35>;  // "md5" and 32 hex digits
 
-// "md5" + hex MD5(first || second), without allocating: a login computes two of these.
-void Md5Prefixed(std::string_view first, std::string_view second, Md5Text& out) {
-  out[0] = 'm';
-  out[1] = 'd';
-  out[2] = '5';
-  crypto::Md5Hex(first, second, std::span<char, 32>(out.data() + 3, 32));
-}
-
 void Md5ResponseInto(std::string_view user, std::string_view password_or_secret,
                      std::string_view salt, Md5Text& out) {
   Md5Text secret;
@@ -206,10 +198,10 @@ void Md5ResponseInto(std::string_view user, std::string_view password_or_secret,
   if (crypto::IsMd5Secret(password_or_secret)) {
     secret_hex = password_or_secret.substr(3);
   } else {
-    Md5Prefixed(password_or_secret, user, secret);
+    crypto::Md5Prefixed(password_or_secret, user, secret);  // a login computes two of these
     secret_hex = std::string_view(secret.data() + 3, 32);
   }
-  Md5Prefixed(secret_hex, salt, out);
+  crypto::Md5Prefixed(secret_hex, salt, out);
 }
 
 }  // namespace
