@@ -175,10 +175,8 @@ def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_nam
         for g, value, ok in goal_rows:
             if value is None:
                 shown, verdict = "—", "not measured"
-            elif g.versus:
-                shown, verdict = f"{value:.2f}× {g.versus}", "**met**" if ok else "**missed**"
             else:
-                shown, verdict = f"{value:,.0f}", "**met**" if ok else "**missed**"
+                shown, verdict = g.shown(value), "**met**" if ok else "**missed**"
             add(f"| {g.workload} | {g.text} | {shown} | {verdict} |")
         add("")
     if chart_name:

@@ -67,6 +67,18 @@ class Goal:
     def check(self, value):
         return value >= self.bound if self.op == ">=" else value <= self.bound
 
+    def shown(self, value, name_versus=True):
+        """`value` as the report prints it: a ratio with two decimals, or as many more (up to
+        four more) as it takes for the printed figure to agree with the verdict, so that a ratio of
+        1.0986 against a bound of 1.1 reads "1.099×", not "1.10×" next to "missed"."""
+        if not self.versus:
+            return f"{value:,.0f}"
+        for digits in range(2, 7):
+            text = f"{value:.{digits}f}"
+            if self.check(float(text)) == self.check(value):
+                break
+        return f"{text}× {self.versus}" if name_versus else f"{text}×"
+
 
 GOALS = [
     Goal("select-simple-50", "tps", "pgbouncer", ">=", 1.1, "TPS ≥ 1.1× PgBouncer"),
