@@ -1,7 +1,7 @@
 // Which worker the kernel hands each new connection to. By default the worker matching the CPU
 // the connection arrived on: a client on the same host then talks to the event loop that shares
 // its CPU, and a short-lived connection's wake-ups stay there (a new connection per transaction
-// ran 1.5x faster than with the kernel's hash). When that leaves the workers' session counts
+// ran 1.2-1.5x faster than with the kernel's hash). When that leaves the workers' session counts
 // unbalanced (many connections arriving on one CPU), new connections go to the least loaded
 // worker until the counts are even again. Installed as a classic BPF program on the listening
 // sockets' SO_REUSEPORT group; no Asio here.
