@@ -230,7 +230,7 @@ def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_nam
 
 
 def write_chart(out_dir, png_name, summary, workloads, targets, labels):
-    """A 2×2 PNG: TPS relative to direct, p99 latency, pooler CPU per transaction, memory."""
+    """A PNG of up to 2×2 panels: TPS, p99 latency, pooler CPU per transaction, memory."""
     pg = [w for w in workloads if w.kind == "pgbench"]
     idle = [w for w in workloads if w.kind == "idle"]
     data = os.path.join(out_dir, "chart.dat")
@@ -239,18 +239,26 @@ def write_chart(out_dir, png_name, summary, workloads, targets, labels):
         v = summary.get((w, t), {}).get(k)
         return "?" if v is None else f"{v * scale:.6g}"
 
+    # One data block per panel; a panel with no measured value at all (no idle workload, or
+    # only direct PostgreSQL measured) is left out, since gnuplot refuses to plot it.
+    blocks = [("Throughput, transactions/s (log scale)", True,
+               [(w.name, [val(w.name, t, "tps") for t in targets]) for w in pg]),
+              ("Latency p99, ms (log scale)", True,
+               [(w.name, [val(w.name, t, "lat_p99_ms") for t in targets]) for w in pg]),
+              ("Pooler CPU per transaction, µs", False,
+               [(w.name, [val(w.name, t, "cpu_us_per_txn") for t in targets]) for w in pg]),
+              ("RSS per idle client, bytes", False,
+               [(w.name, [val(w.name, t, "idle_bytes_per_client") for t in targets])
+                for w in idle])]
+    blocks = [b for b in blocks if any(v != "?" for _, row in b[2] for v in row)]
+    if not blocks:
+        return "nothing to chart: no workload has a measured value"
     with open(data, "w", encoding="utf-8") as f:
-        f.write("# workload " + " ".join(targets) + "  (blocks: tps, p99 ms, cpu us/txn)\n")
-        for key in ("tps", "lat_p99_ms", "cpu_us_per_txn"):
-            for w in pg:
-                f.write(w.name + " " + " ".join(val(w.name, t, key) for t in targets) + "\n")
+        f.write("# workload " + " ".join(targets) + "  (one block per panel)\n")
+        for _, _, rows in blocks:
+            for name, row in rows:
+                f.write(name + " " + " ".join(row) + "\n")
             f.write("\n\n")
-        for w in idle:
-            f.write(w.name + " " + " ".join(val(w.name, t, "idle_bytes_per_client")
-                                            for t in targets) + "\n")
-        if not idle:
-            f.write("none " + " ".join("?" for _ in targets) + "\n")
-        f.write("\n\n")
     colors = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "shardyard": "#d62728"}
     cols = []
     for i, t in enumerate(targets):
@@ -258,8 +266,17 @@ def write_chart(out_dir, png_name, summary, workloads, targets, labels):
         spec = f"'' index IDX using {i + 2}:xtic(1) title '{labels[t]}' lc rgb '{color}'"
         cols.append(spec)
     plot = ", ".join(cols)
+    panels = ""
+    for index, (title, log_y, _) in enumerate(blocks):
+        panels += f"set title '{title}'\n"
+        panels += "set logscale y\nset yrange [*:*]\n" if log_y else "unset logscale y\n" \
+            "set yrange [0:*]\n"
+        first_file = plot.replace("IDX", str(index)).replace("''", "", 1)
+        panels += f"plot '{data}' {first_file}\n"
+    rows, cols_n = (1, len(blocks)) if len(blocks) < 4 else (2, 2)
+    heading = " vs ".join(labels[t] for t in reversed(targets)) + " (medians)"
     script = f"""
-set terminal pngcairo size 1400,1000 font ',10'
+set terminal pngcairo size {700 * cols_n},{500 * rows} font ',10'
 set output '{os.path.join(out_dir, png_name)}'
 set datafile missing '?'
 set style data histograms
@@ -269,19 +286,8 @@ set boxwidth 0.9
 set grid ytics
 set key outside top center horizontal
 set xtics rotate by -25
-set multiplot layout 2,2 title 'Shardyard vs PgBouncer vs direct PostgreSQL (medians)'
-set title 'Throughput, transactions/s (log scale)'
-set logscale y
-plot '{data}' {plot.replace("IDX", "0").replace("''", "", 1)}
-set title 'Latency p99, ms (log scale)'
-plot '{data}' {plot.replace("IDX", "1").replace("''", "", 1)}
-unset logscale y
-set title 'Pooler CPU per transaction, µs'
-set yrange [0:*]
-plot '{data}' {plot.replace("IDX", "2").replace("''", "", 1)}
-set title 'RSS per idle client, bytes'
-plot '{data}' {plot.replace("IDX", "3").replace("''", "", 1)}
-unset multiplot
+set multiplot layout {rows},{cols_n} title '{heading}'
+{panels}unset multiplot
 """
     gp = os.path.join(out_dir, "chart.gp")
     with open(gp, "w", encoding="utf-8") as f:

@@ -24,8 +24,9 @@ def percentile(sorted_values, p):
     return sorted_values[k]
 
 
-def read_pgbench_logs(prefix):
-    """Latencies (µs) and failed count from pgbench --log files; removes the files."""
+def read_pgbench_logs(prefix, keep=False):
+    """Latencies (µs) and failed count from pgbench --log files; removes the files unless
+    `keep` (bench/run --keep, for looking at a run's latencies per client afterwards)."""
     latencies = []
     failed = 0
     for path in glob.glob(prefix + ".*"):
@@ -39,7 +40,8 @@ def read_pgbench_logs(prefix):
                     latencies.append(int(t))
                 elif t in ("failed", "serialization", "deadlock"):
                     failed += 1
-        os.remove(path)
+        if not keep:
+            os.remove(path)
     latencies.sort()
     return latencies, failed
 
@@ -162,7 +164,7 @@ def run_pgbench(ctx, workload, target, rep):
     finally:
         code = target.stop()
     parsed = parse_pgbench_output(out)
-    latencies, log_failed = read_pgbench_logs(prefix)
+    latencies, log_failed = read_pgbench_logs(prefix, keep=ctx.keep)
     row.update({k: parsed.get(k) for k in ("tps", "lat_avg_ms", "conn_ms")})
     txns = int(parsed.get("txns") or 0)
     row["txns"] = txns
