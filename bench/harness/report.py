@@ -70,6 +70,29 @@ def ratio(summary, workload, metric, a, b):
     return x / y
 
 
+def pair_ratios(rows, workload, metric, a, b):
+    """Rep-by-rep ratios a/b of one metric: runs with the same rep number ran back to back
+    (interleaved), so each pair saw the same machine and the pairs show how much a median ratio
+    can be trusted."""
+    by_rep = {}
+    for r in rows:
+        if r.get("workload") == workload and r.get(metric) is not None:
+            by_rep.setdefault(r.get("rep"), {})[r.get("target")] = r[metric]
+    return [p[a] / p[b] for _, p in sorted(by_rep.items(), key=lambda kv: str(kv[0]))
+            if a in p and b in p and p[b]]
+
+
+def describe_pairs(goal, ratios):
+    """The pairs' range and how many of them meet the goal, e.g. '1.03–1.10×, 2 of 5 pairs
+    meet it'; empty with fewer than two pairs."""
+    if len(ratios) < 2:
+        return ""
+    meeting = sum(1 for r in ratios if goal.check(r))
+    low = goal.shown(min(ratios), name_versus=False).rstrip("×")
+    high = goal.shown(max(ratios), name_versus=False)
+    return f"{low}–{high}, {meeting} of {len(ratios)} pairs meet it"
+
+
 def evaluate_goals(summary, workload_names):
     results = []
     for g in GOALS:
@@ -148,7 +171,7 @@ LOWER_IS_BETTER = {"lat_p50_ms", "lat_p99_ms", "lat_avg_ms", "cpu_us_per_txn",
                    "idle_handshake_p50_ms", "idle_handshake_p99_ms", "idle_cpu_us_per_connect"}
 
 
-def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_name):
+def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_name, rows=()):
     lines = []
     add = lines.append
     add("# Shardyard benchmark results")
@@ -170,14 +193,18 @@ def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_nam
     if goal_rows:
         add("## Targets from issue 3")
         add("")
-        add("| workload | target | Shardyard | met? |")
-        add("| --- | --- | --- | --- |")
+        add("| workload | target | Shardyard (medians) | met? | run by run |")
+        add("| --- | --- | --- | --- | --- |")
         for g, value, ok in goal_rows:
             if value is None:
                 shown, verdict = "—", "not measured"
             else:
                 shown, verdict = g.shown(value), "**met**" if ok else "**missed**"
-            add(f"| {g.workload} | {g.text} | {shown} | {verdict} |")
+            pairs = ""
+            if g.versus:
+                pairs = describe_pairs(g, pair_ratios(rows, g.workload, g.metric, "shardyard",
+                                                      g.versus))
+            add(f"| {g.workload} | {g.text} | {shown} | {verdict} | {pairs} |")
         add("")
     if chart_name:
         add(f"![TPS, p99 latency, pooler CPU and memory per workload]({chart_name})")
