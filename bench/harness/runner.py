@@ -29,7 +29,7 @@ def read_pgbench_logs(prefix, keep=False):
     `keep` (bench/run --keep, for looking at a run's latencies per client afterwards)."""
     latencies = []
     failed = 0
-    for path in glob.glob(prefix + ".*"):
+    for path in glob.glob(glob.escape(prefix) + ".*"):
         with open(path, encoding="ascii", errors="replace") as f:
             for line in f:
                 parts = line.split()
@@ -44,6 +44,17 @@ def read_pgbench_logs(prefix, keep=False):
             os.remove(path)
     latencies.sort()
     return latencies, failed
+
+
+def fresh_log_prefix(run_dir, name):
+    """A pgbench --log-prefix in run_dir that no kept log file uses yet: a repeated attempt of
+    the same run (bench/run --keep) must not read the logs an earlier attempt left."""
+    prefix = os.path.join(run_dir, name)
+    attempt = 1
+    while glob.glob(glob.escape(prefix) + ".*"):
+        attempt += 1
+        prefix = os.path.join(run_dir, f"{name}-try{attempt}")
+    return prefix
 
 
 def parse_pgbench_output(text):
@@ -136,7 +147,7 @@ def run_pgbench(ctx, workload, target, rep):
                       timeout=ctx.duration * 5 + 300, check=False)
         run_dir = os.path.join(ctx.workdir, "runs")
         os.makedirs(run_dir, exist_ok=True)
-        prefix = os.path.join(run_dir, f"{workload.name}-{target.name}-{rep}")
+        prefix = fresh_log_prefix(run_dir, f"{workload.name}-{target.name}-{rep}")
         if ctx.quiet_wait > 0:
             row["quiet_wait_s"] = procs.wait_until_quiet(ctx.quiet_wait, log=ctx.log)
         cpu0 = procs.cpu_seconds(target.pid) if target.pid else None
