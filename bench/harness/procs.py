@@ -72,17 +72,28 @@ def forget(p):
         _children.remove(p)
 
 
+def _signal_group(p, sig):
+    """Signals the child's whole session (popen starts each in its own), so that what a wrapper
+    such as strace or valgrind started does not outlive it."""
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop(p, sig=signal.SIGTERM, timeout=15):
-    """Signals one child we started and waits for it; SIGKILL if it does not exit in time."""
+    """Signals one child we started and waits for it; SIGKILL to its whole process group if it
+    does not exit in time, and to whatever it left behind in that group once it has."""
     if p.poll() is None:
         try:
             p.send_signal(sig)
             p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            p.kill()
+            _signal_group(p, signal.SIGKILL)
             p.wait(timeout=10)
         except ProcessLookupError:
             pass
+    _signal_group(p, signal.SIGKILL)
     forget(p)
     return p.returncode
 
