@@ -29,27 +29,36 @@ std::string_view ShardResultName(ShardResult result) {
 
 namespace {
 
+// Runs a wave `parallel` shards at a time. The first `parallel` shards are in
+// flight together from the start: a failure on one of them does not keep the
+// others from starting (whichever thread happens to start last), it only keeps
+// further shards from starting. Ctrl-C keeps every shard not yet started from
+// starting.
 void RunWave(const std::vector<int>& shards, int parallel,
              const std::function<ShardOutcome(int)>& job, StopSignal& stop,
              std::vector<ShardOutcome>* outcomes, const std::vector<int>& all) {
-  std::atomic<size_t> next{0};
-  auto worker = [&]() {
-    while (true) {
-      if (stop.ShouldStop()) return;
+  const size_t threads = static_cast<size_t>(
+      std::max(1, std::min<int>(parallel, static_cast<int>(shards.size()))));
+  std::atomic<size_t> next{threads};
+  auto run = [&](size_t i) {
+    int shard = shards[i];
+    ShardOutcome outcome = job(shard);
+    if (outcome.result != ShardResult::kDone) stop.FleetFailed();
+    size_t slot = static_cast<size_t>(std::find(all.begin(), all.end(), shard) -
+                                      all.begin());
+    (*outcomes)[slot] = std::move(outcome);
+  };
+  auto worker = [&](size_t first) {
+    if (first >= shards.size() || stop.interrupted()) return;
+    run(first);
+    while (!stop.ShouldStop()) {
       size_t i = next.fetch_add(1);
       if (i >= shards.size()) return;
-      int shard = shards[i];
-      ShardOutcome outcome = job(shard);
-      if (outcome.result != ShardResult::kDone) stop.FleetFailed();
-      size_t slot = static_cast<size_t>(
-          std::find(all.begin(), all.end(), shard) - all.begin());
-      (*outcomes)[slot] = std::move(outcome);
+      run(i);
     }
   };
-  int threads =
-      std::max(1, std::min<int>(parallel, static_cast<int>(shards.size())));
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker, t);
   for (std::thread& t : pool) t.join();
 }
 

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "migrate/commands.h"
 #include "migrate/fleet.h"
@@ -140,6 +143,43 @@ TEST(FleetTest, FailureStopsNewShardsOneAtATime) {
       stop);
   EXPECT_EQ(ran, (std::vector<int>{0, 1}));
   EXPECT_EQ(outcomes[2].result, ShardResult::kNotStarted);
+}
+
+// The shards of one batch are in flight together: a failure on one must not
+// keep the others of its batch from starting, however late their threads start;
+// it only keeps the next batch from starting.
+TEST(FleetTest, FailureInABatchLetsTheRestOfTheBatchRunAndStartsNoMore) {
+  for (int round = 0; round < 50; ++round) {
+    StopSignal stop;
+    std::mutex mu;
+    std::set<int> ran;
+    auto outcomes = RunFleet(
+        FleetOrder{{0, 1, 2, 3, 4, 5}, 0, 3},
+        [&](int shard) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            ran.insert(shard);
+          }
+          if (shard == 0) return Outcome(shard, ShardResult::kFailed);
+          // Still in flight when the failure is recorded (a bounded wait, so
+          // that a broken fleet fails the test instead of hanging it).
+          auto deadline =
+              std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (!stop.fleet_failed() &&
+                 std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::yield();
+          }
+          return Outcome(shard, ShardResult::kDone);
+        },
+        stop);
+    ASSERT_EQ(ran, (std::set<int>{0, 1, 2})) << "round " << round;
+    EXPECT_EQ(outcomes[0].result, ShardResult::kFailed);
+    EXPECT_EQ(outcomes[1].result, ShardResult::kDone);
+    EXPECT_EQ(outcomes[2].result, ShardResult::kDone);
+    for (size_t i = 3; i < outcomes.size(); ++i)
+      EXPECT_EQ(outcomes[i].result, ShardResult::kNotStarted);
+    EXPECT_EQ(ExitCodeFor(outcomes), kExitFailed);
+  }
 }
 
 TEST(FleetTest, ExitCodes) {
