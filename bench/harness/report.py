@@ -93,6 +93,14 @@ def describe_pairs(goal, ratios):
     return f"{low}–{high}, {meeting} of {len(ratios)} pairs meet it"
 
 
+def goal_pairs(rows, goal):
+    """describe_pairs for one goal's Shardyard/versus pairs; empty for an absolute goal."""
+    if not goal.versus:
+        return ""
+    return describe_pairs(goal, pair_ratios(rows, goal.workload, goal.metric, "shardyard",
+                                            goal.versus))
+
+
 def evaluate_goals(summary, workload_names):
     results = []
     for g in GOALS:
@@ -200,11 +208,7 @@ def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_nam
                 shown, verdict = "—", "not measured"
             else:
                 shown, verdict = g.shown(value), "**met**" if ok else "**missed**"
-            pairs = ""
-            if g.versus:
-                pairs = describe_pairs(g, pair_ratios(rows, g.workload, g.metric, "shardyard",
-                                                      g.versus))
-            add(f"| {g.workload} | {g.text} | {shown} | {verdict} | {pairs} |")
+            add(f"| {g.workload} | {g.text} | {shown} | {verdict} | {goal_pairs(rows, g)} |")
         add("")
     if chart_name:
         add(f"![TPS, p99 latency, pooler CPU and memory per workload]({chart_name})")
