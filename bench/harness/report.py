@@ -286,8 +286,8 @@ def write_chart(out_dir, png_name, summary, workloads, targets, labels):
         return "nothing to chart: no workload has a measured value"
     with open(data, "w", encoding="utf-8") as f:
         f.write("# workload " + " ".join(targets) + "  (one block per panel)\n")
-        for _, _, rows in blocks:
-            for name, row in rows:
+        for _, _, block_rows in blocks:
+            for name, row in block_rows:
                 f.write(name + " " + " ".join(row) + "\n")
             f.write("\n\n")
     colors = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "shardyard": "#d62728"}
@@ -304,10 +304,10 @@ def write_chart(out_dir, png_name, summary, workloads, targets, labels):
             "set yrange [0:*]\n"
         first_file = plot.replace("IDX", str(index)).replace("''", "", 1)
         panels += f"plot '{data}' {first_file}\n"
-    rows, cols_n = (1, len(blocks)) if len(blocks) < 4 else (2, 2)
+    layout_rows, cols_n = (1, len(blocks)) if len(blocks) < 4 else (2, 2)
     heading = " vs ".join(labels[t] for t in reversed(targets)) + " (medians)"
     script = f"""
-set terminal pngcairo size {700 * cols_n},{500 * rows} font ',10'
+set terminal pngcairo size {700 * cols_n},{500 * layout_rows} font ',10'
 set output '{os.path.join(out_dir, png_name)}'
 set datafile missing '?'
 set style data histograms
@@ -317,7 +317,7 @@ set boxwidth 0.9
 set grid ytics
 set key outside top center horizontal
 set xtics rotate by -25
-set multiplot layout {rows},{cols_n} title '{heading}'
+set multiplot layout {layout_rows},{cols_n} title '{heading}'
 {panels}unset multiplot
 """
     gp = os.path.join(out_dir, "chart.gp")
