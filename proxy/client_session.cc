@@ -119,17 +119,18 @@ void ClientSession::Start() {
       executor_, [self = shared_from_this()]() { return self->Run(); }, "client session");
 }
 
-void ClientSession::Cancel() {
-  asio::post(executor_, [self = shared_from_this()] {
+void ClientSession::Cancel(absl::AnyInvocable<void() &&> done) {
+  asio::post(executor_, [self = shared_from_this(), done = std::move(done)]() mutable {
     if (self->waiter_ != nullptr && self->pool_ != nullptr) {
       self->pool_->CancelWait(*self->waiter_,
                               PgErrorStatus(absl::StatusCode::kCancelled, sqlstate::kQueryCanceled,
                                             "canceling statement due to user request"));
     } else if (self->attached_ != nullptr && (self->pending_ready_ > 0 || self->unsynced_)) {
-      self->pool_->ForwardCancel(self->attached_);
+      return self->pool_->ForwardCancel(self->attached_, std::move(done));
     } else {
       SY_LOG_DEBUG("%s cancel request dropped: no request in progress", self->Describe());
     }
+    std::move(done)();
   });
 }
 
@@ -252,7 +253,7 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
       auto cancel = wire::Decode<wire::fe::CancelRequest>(body);
       if (cancel.ok()) {
         if (auto target = daemon_.clients().Find(cancel->process_id, cancel->secret_key)) {
-          target->Cancel();
+          co_await CancelAndWait(*target);
         } else {
           SY_LOG_DEBUG("C-%d %s cancel request for unknown key dropped", id_, Peer());
         }
@@ -272,6 +273,27 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
       co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet layout");
     co_return *std::move(startup);
   }
+}
+
+Task<> ClientSession::CancelAndWait(ClientSession& target) {
+  // PostgreSQL closes a cancel connection only once it has signalled the backend (twice: the
+  // process and its group), so a client whose PQcancel returned may send its next query
+  // safely. This connection closes at the same point, or the next query could be the one
+  // cancelled.
+  struct Wait {
+    explicit Wait(const Executor& executor) : timer(executor) {}
+    Timer timer;
+    bool done = false;
+  };
+  auto wait = std::make_shared<Wait>(executor_);
+  wait->timer.expires_after(std::chrono::seconds(10));  // delivery gives up after 5 s
+  target.Cancel([wait, executor = executor_]() {
+    asio::post(executor, [wait] {
+      wait->done = true;
+      wait->timer.cancel();
+    });
+  });
+  if (!wait->done) co_await wait->timer.async_wait(kAwait);
 }
 
 Task<absl::Status> ClientSession::Startup() {
@@ -633,6 +655,12 @@ std::optional<CloseReason> ClientSession::PendingEnd() const {
 
 void ClientSession::ArmClientWait() {
   in_.ReleaseIfEmpty();  // idle clients hold no buffer
+  if (WaitingOnClient()) {
+    // Bytes and the close that followed them can arrive as one readiness event: the read that
+    // took the bytes left the socket marked drained, and no event is coming for the close.
+    // Where nothing Shardyard writes to this client would reveal its close either, look now.
+    if (std::optional<WaitResult> now = PeekClient()) return SpawnActivation(*now);
+  }
   auto [timeout, on_timeout] = ClientTimer();
   if (timeout.count() == 0) {
     StartClientRead([self = shared_from_this()](const error_code& ec, size_t, bool filled) {
@@ -647,6 +675,22 @@ void ClientSession::ArmClientWait() {
         if (!self->finished_) co_await self->Activate(w);
       },
       "client wait");
+}
+
+bool ClientSession::WaitingOnClient() const {
+  return !in_.empty() || (attached_ != nullptr && (copy_in_ || unsynced_));
+}
+
+std::optional<ClientSession::WaitResult> ClientSession::PeekClient() {
+  while (true) {
+    char byte;
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK);
+    if (n > 0) return WaitResult::kReadable;
+    if (n == 0) return WaitResult::kClosed;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+    return WaitResult::kFailed;
+  }
 }
 
 template <typename Handler>

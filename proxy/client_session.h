@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "common/close_reason.h"
 #include "config/config.h"
@@ -43,8 +44,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   void Start();
 
-  // A CancelRequest carrying this session's key arrived.
-  void Cancel();
+  // A CancelRequest carrying this session's key arrived. `done` runs (on any thread) once it
+  // has been dealt with: delivered to the server, a wait for a server failed, or dropped.
+  void Cancel(absl::AnyInvocable<void() &&> done);
   // Graceful: close once the current transaction is over. Immediate: close now.
   void Shutdown(bool immediate);
 
@@ -82,6 +84,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Arms the wait for the client's next input: a plain callback (no coroutine frame) or, when an
   // idle timer applies, a coroutine racing the socket against the timer.
   void ArmClientWait();
+  // Cancels `target`'s current request and returns once the server has been told.
+  Task<> CancelAndWait(ClientSession& target);
+  // True while the attached server waits for more from the client (COPY IN, extended-protocol
+  // messages before their Sync) or a message has only partly arrived.
+  bool WaitingOnClient() const;
+  // One non-blocking look at the client's socket: kReadable (bytes wait), kClosed, kFailed, or
+  // nothing yet.
+  std::optional<WaitResult> PeekClient();
   // The idle wait's read (see reactor_read.h): bytes go to in_, into a scratch block first
   // when the client holds no buffer.
   std::pair<ssize_t, size_t> FillClient(int fd);

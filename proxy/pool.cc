@@ -20,6 +20,10 @@ namespace {
 constexpr auto kStaleCheckAfter = std::chrono::seconds(1);
 // How long a reset (drain, rollback, DISCARD ALL) may take before the connection is closed.
 constexpr auto kResetTimeout = std::chrono::seconds(10);
+// A portal name no client uses (it explains itself in the server's log): executing it fails,
+// which rolls back what a vanished client left unsynced.
+constexpr std::string_view kAbandonedPortal =
+    "shardyard: client disconnected before Sync, rolling back its work";
 // How long delivering a CancelRequest may take.
 constexpr auto kCancelTimeout = std::chrono::seconds(5);
 
@@ -250,6 +254,11 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
   int ready = state.pending_ready;
   if (state.copy_in) wire::Encode(wire::fe::CopyFail{"client disconnected"}, &messages);
   if (state.unsynced) {
+    // The client left before its Sync, so what it ran since the last one must not commit:
+    // PostgreSQL rolls it back when it loses its client, whereas a Sync alone would commit it.
+    // Executing a portal that does not exist raises an error first, which aborts that work
+    // (or, inside a transaction block, leaves the block failed for the ROLLBACK below).
+    wire::Encode(wire::fe::Execute{std::string(kAbandonedPortal), 0}, &messages);
     wire::Encode(wire::fe::Sync{}, &messages);
     ++ready;
   }
@@ -281,12 +290,16 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
   if (server->usable() && mode() == config::PoolMode::kSession) {
     std::string discard = wire::Encode(wire::fe::Query{"DISCARD ALL"});
     absl::Status st = co_await server->RunInternal(discard, 1);
-    if (!st.ok()) server->set_unusable();
+    if (st.ok()) {
+      server->ForgetUnreportedParams();
+    } else {
+      server->set_unusable();
+    }
   }
   if (server->tx_status != wire::be::TxStatus::kIdle) server->set_unusable();
 }
 
-void Pool::ForwardCancel(ServerConn* server) {
+void Pool::ForwardCancel(ServerConn* server, absl::AnyInvocable<void() &&> done) {
   {
     std::lock_guard lock(mu_);
     ++server->cancels_in_flight;
@@ -295,9 +308,10 @@ void Pool::ForwardCancel(ServerConn* server) {
               server->target().endpoint.ToString(), name_, server->key.process_id);
   Spawn(
       CurrentExecutor(),
-      [self = shared_from_this(), server, endpoint = server->target().endpoint,
-       key = server->key]() -> Task<> {
+      [self = shared_from_this(), server, endpoint = server->target().endpoint, key = server->key,
+       done = std::move(done)]() mutable -> Task<> {
         co_await SendCancelRequest(CurrentExecutor(), endpoint, key);
+        if (done) std::move(done)();
         Core::Actions actions;
         {
           std::lock_guard lock(self->mu_);

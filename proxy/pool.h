@@ -86,8 +86,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void ResetAndRelease(ServerConn* server, ResetState state);
 
   // Sends a CancelRequest for `server`'s current query; the server is not handed to another
-  // client until the cancel has been delivered.
-  void ForwardCancel(ServerConn* server);
+  // client until the cancel has been delivered. `done`, if given, runs once it has been.
+  void ForwardCancel(ServerConn* server, absl::AnyInvocable<void() &&> done = nullptr);
 
   // Timers: query_wait_timeout, reserve pool, login retry, idle timeout, lifetime, min size.
   void Tick(pool::TimePoint now);

@@ -9,9 +9,13 @@
 // next edge-triggered readiness event performs it. A readiness event that arrives while no read
 // is queued makes the reactor try the next one at once, so no wake-up is lost.
 //
-// Other reads on the same socket (Asio's, or plain recv calls) do not break this. One caveat: an
-// Asio read that sees end of file marks the socket exhausted too, and no later event comes, so
-// a reactor read must not follow one; sessions and server connections close at end of file.
+// Other reads on the same socket (Asio's, or plain recv calls) do not break this. Two caveats.
+// An Asio read that sees end of file marks the socket exhausted too, and no later event comes, so
+// a reactor read must not follow one; sessions and server connections close at end of file. And
+// bytes followed at once by the peer's close can arrive as one event: the read that takes the
+// bytes is short, so the end of file waits for an event that never comes. A caller that would
+// not otherwise notice the close (nothing it writes will fail) looks first with a MSG_PEEK recv,
+// as ClientSession::ArmClientWait does.
 #pragma once
 
 #include <sys/socket.h>

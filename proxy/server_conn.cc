@@ -289,6 +289,15 @@ void ServerConn::OnParameterStatus(std::string_view body) {
   params = std::move(copy);
 }
 
+void ServerConn::ForgetUnreportedParams() {
+  if (!params) return;
+  auto reported = std::make_shared<pool::ParamSet>();
+  for (const auto& [name, value] : params->entries()) {
+    if (pool::IsReportedParam(name)) reported->Set(name, value);
+  }
+  if (reported->entries().size() != params->entries().size()) params = std::move(reported);
+}
+
 Task<absl::Status> ServerConn::RunInternal(const std::string& messages, int ready_count) {
   if (auto st = co_await WriteAll(messages); !st.ok()) co_return st;
   absl::Status first_error;

@@ -96,6 +96,10 @@ class ServerConn {
 
   // Updates `params` for a ParameterStatus message body (copy-on-write).
   void OnParameterStatus(std::string_view body);
+  // After DISCARD ALL (or RESET ALL): the settings PostgreSQL does not report are back to the
+  // server's defaults, so `params` keeps only the reported ones (which it learned from the
+  // ParameterStatus messages the reset sent).
+  void ForgetUnreportedParams();
 
  private:
   Task<absl::Status> ConnectAndLogin(const ScramClientKeys* scram_keys);

@@ -4,10 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "tests/harness/proxy_test.h"
@@ -123,6 +125,32 @@ TEST_F(CancelTest, CancelWithTheWrongKeyIsIgnored) {
   ASSERT_EQ(write(fd, forged.data(), forged.size()), static_cast<ssize_t>(forged.size()));
   close(fd);
   EXPECT_EQ(ResultState(c.get()), "");
+}
+
+TEST_F(CancelTest, PQcancelReturnsOnlyOnceTheServerHasTheCancel) {
+  // PostgreSQL answers a cancel connection only after signalling the backend, so a client may
+  // send its next query as soon as PQcancel returns. Shardyard used to close the connection at
+  // once and deliver later; in session mode, the client's next query could then be the one
+  // cancelled. Here PostgreSQL's postmaster is stopped, so the cancel cannot be delivered yet.
+  StartWith("  mode: session\n  size: 2\n");
+  PgConn c = Client();
+  ASSERT_TRUE(PQsendQuery(c.get(), "SELECT pg_sleep(10)"));
+  std::this_thread::sleep_for(100ms);
+  pid_t postmaster = 0;
+  std::ifstream(pg_->data_dir() + "/postmaster.pid") >> postmaster;
+  ASSERT_GT(postmaster, 0);
+  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);
+  std::atomic<bool> returned{false};
+  std::thread canceller([&] {
+    SendCancel(c.get());
+    returned = true;
+  });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(returned) << "PQcancel returned before PostgreSQL had the cancel";
+  ASSERT_EQ(kill(postmaster, SIGCONT), 0);
+  canceller.join();
+  EXPECT_EQ(ResultState(c.get()), "57014");
+  EXPECT_EQ(*QueryValue(c.get(), "SELECT 'next query runs'"), "next query runs");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -199,6 +200,54 @@ TEST_F(SessionStateTest, ClientKilledDuringCopyInLeavesNoRowsAndACleanConnection
   EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
 }
 
+TEST_F(SessionStateTest, ClientClosingRightAfterCopyDataIsNoticed) {
+  // The CopyData and the close reach Shardyard as one readiness event (Shardyard is stopped
+  // while both are sent). Before the fix the session never saw the close, and the server
+  // connection waited for more COPY data forever.
+  StartWith("  size: 1\n  query_wait_timeout: 5s\n");
+  PgConn c = Client();
+  PgResult start(PQexec(c.get(), "COPY items FROM STDIN"));
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN);
+  sy_->process().Signal(SIGSTOP);
+  std::string rows = "500\tfive hundred\n";
+  PQputCopyData(c.get(), rows.data(), static_cast<int>(rows.size()));
+  PQflush(c.get());
+  shutdown(PQsocket(c.get()), SHUT_RDWR);
+  std::this_thread::sleep_for(100ms);  // both are in Shardyard's receive queue
+  sy_->process().Signal(SIGCONT);
+  c.reset();
+  PgConn next = Client();
+  auto count = QueryValue(next.get(), "SELECT count(*) FROM items");
+  ASSERT_TRUE(count.ok()) << count.status() << "\n(the server connection is still held)";
+  EXPECT_EQ(*count, "10");
+  EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+}
+
+TEST_F(SessionStateTest, ClientGoneBeforeSyncCommitsNothing) {
+  // An INSERT executed in the extended protocol, its result read (Flush), and the client gone
+  // before its Sync: PostgreSQL rolls that back, and so must the pool's cleanup.
+  StartWith("  size: 1\n");
+  for (bool in_block : {false, true}) {
+    PgConn c = Client();
+    if (in_block) {
+      ASSERT_TRUE(Exec(c.get(), "BEGIN").ok());
+    }
+    ASSERT_EQ(PQenterPipelineMode(c.get()), 1);
+    ASSERT_EQ(PQsendQueryParams(c.get(), "INSERT INTO items VALUES (600, 'unsynced')", 0, nullptr,
+                                nullptr, nullptr, nullptr, 0),
+              1);
+    ASSERT_EQ(PQsendFlushRequest(c.get()), 1);
+    ASSERT_EQ(PQflush(c.get()), 0);
+    PgResult inserted(PQgetResult(c.get()));
+    ASSERT_EQ(PQresultStatus(inserted.get()), PGRES_COMMAND_OK) << "in_block " << in_block;
+    c.reset();  // Terminate, with no Sync ever sent
+    PgConn next = Client();
+    EXPECT_EQ(*QueryValue(next.get(), "SELECT count(*) FROM items WHERE id = 600"), "0")
+        << "in_block " << in_block;
+    EXPECT_EQ(PQtransactionStatus(next.get()), PQTRANS_IDLE);
+  }
+}
+
 TEST_F(SessionStateTest, ClientKilledWithUnreadResultsLeavesACleanConnection) {
   StartWith("  size: 1\n");
   for (const std::string sql :
@@ -246,6 +295,21 @@ TEST_F(SessionStateTest, SessionModeResetsTheConnectionWithDiscardAll) {
   EXPECT_STREQ(PQresultErrorField(p.get(), PG_DIAG_SQLSTATE), "26000");
   EXPECT_EQ(*QueryValue(b.get(), "SHOW application_name"), "");
   EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+}
+
+TEST_F(SessionStateTest, SessionModeGivesAReturningClientItsStartupSettingsAgain) {
+  // DISCARD ALL puts work_mem back to the server's default; the pool must not go on believing
+  // the connection still has the last client's work_mem, or the same client coming back (on
+  // the same connection) would run with the default.
+  StartWith("  size: 1\n  mode: session\n");
+  for (int round = 0; round < 3; ++round) {
+    PgConn a = Client("options='-c work_mem=1000kB'");
+    EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "1000kB") << "round " << round;
+    a.reset();
+    std::this_thread::sleep_for(200ms);  // the reset runs after the client has gone
+  }
+  PgConn plain = Client();
+  EXPECT_EQ(*QueryValue(plain.get(), "SHOW work_mem"), "4MB");
 }
 
 TEST_F(SessionStateTest, SessionModeDeliversNotifications) {
