@@ -61,8 +61,12 @@ bool Pool::Outdated(const ServerConn* server) const {
 
 bool Pool::Usable(ServerConn* server, const Core::CheckoutResult& grant) {
   bool outdated = Outdated(server);
-  bool stale = !server->usable() ||
-               (pool::Clock::now() - grant.idle_since >= kStaleCheckAfter && server->IsStale());
+  // The peek costs a system call, so it is made only where something may have arrived while
+  // the connection was idle (the reactor saw it become readable) or after kStaleCheckAfter.
+  bool stale =
+      !server->usable() ||
+      ((server->MayHaveInput() || pool::Clock::now() - grant.idle_since >= kStaleCheckAfter) &&
+       server->IsStale());
   if (!stale && !outdated) return true;
   Discard(server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerStaleOnCheckout);
   return false;

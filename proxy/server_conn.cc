@@ -387,6 +387,8 @@ std::string ServerConn::TakeBuffered() {
   return out;
 }
 
+bool ServerConn::MayHaveInput() { return proxy::MayHaveInput(socket_); }
+
 bool ServerConn::IsStale() {
   if (!usable_ || !socket_.is_open()) return true;
   char c;

@@ -63,6 +63,8 @@ class ServerConn {
   // True if the server closed the connection or sent something while idle (checked without
   // blocking just before the connection is handed to a client).
   bool IsStale();
+  // False when nothing can have arrived since the last read emptied the socket (no system call).
+  bool MayHaveInput();
 
   void Close();
 

@@ -69,6 +69,11 @@ inline size_t SendNow(Socket& socket, std::string_view bytes, error_code& ec) {
   }
 }
 
+// False when the socket's last reactor read emptied it and no readiness event has come since:
+// the reactor's own record, read without a system call. A pooled server connection for which it
+// is false has not been closed by its server, unless the event loop has not yet seen the close.
+bool MayHaveInput(Socket& socket);
+
 // Tells Asio that no other descriptor refers to this socket (true of one the proxy accepted, or
 // took over with release() and assign()). Asio assumes the opposite for adopted descriptors and
 // removes them from epoll with an epoll_ctl before closing; closing the only descriptor removes

@@ -278,6 +278,29 @@ TEST_F(SessionStateTest, TerminateInsideATransactionRollsItBack) {
   EXPECT_EQ(PQtransactionStatus(b.get()), PQTRANS_IDLE);
 }
 
+TEST_F(SessionStateTest, ServerClosedWhileIdleIsReplacedWithoutTheClientNoticing) {
+  // A pooled connection whose backend ended while idle (pg_terminate_backend here; a restart or
+  // idle_session_timeout alike) is dropped at checkout, not handed to the next client. Before,
+  // only connections idle for a second or more were checked, and the next client got "server
+  // closed the connection unexpectedly".
+  StartWith("  size: 1\n");
+  auto super = pg_->ConnectSuper("app");
+  ASSERT_TRUE(super.ok()) << super.status();
+  PgConn c = Client();
+  for (int round = 0; round < 5; ++round) {
+    std::string pid = *QueryValue(c.get(), "SELECT pg_backend_pid()");
+    ASSERT_EQ(*QueryValue(super->get(), Cat("SELECT pg_terminate_backend(", pid, ")")), "t");
+    while (*QueryValue(super->get(),
+                       Cat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", pid)) != "0") {
+      std::this_thread::sleep_for(5ms);
+    }
+    auto after = QueryValue(c.get(), "SELECT pg_backend_pid()");
+    ASSERT_TRUE(after.ok()) << "round " << round << ": " << after.status();
+    EXPECT_NE(*after, pid);
+  }
+  EXPECT_THAT(sy_->Log(), HasSubstr("closing because: server was closed while idle"));
+}
+
 TEST_F(SessionStateTest, SessionModeResetsTheConnectionWithDiscardAll) {
   StartWith("  size: 1\n  mode: session\n");
   {

@@ -1,7 +1,7 @@
 // Tests the socket helpers of proxy/socket_access.h on real loopback sockets: non-blocking mode
 // set with one call works for Asio and for plain recv, a send takes what fits and reports real
-// failures, and a socket marked as the descriptor's sole owner still leaves its event loop's
-// epoll set when it is closed.
+// failures, a socket marked as the descriptor's sole owner still leaves its event loop's epoll
+// set when it is closed, and MayHaveInput follows the reactor's readiness record.
 #include "proxy/socket_access.h"
 
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/read.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +18,8 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+
+#include "proxy/reactor_read.h"
 
 namespace shardyard::proxy {
 namespace {
@@ -150,6 +153,43 @@ TEST_F(SocketAccessTest, ASharedDescriptorNeedsAsiosOwnRemoval) {
   other.close();  // wrongly told it is the only one: the registration outlives the socket
   EXPECT_TRUE(InSomeEpollSet(fd2));
   ::close(dup2);
+}
+
+TEST_F(SocketAccessTest, MayHaveInputIsFalseOnlyWhileNothingArrivedSinceADrainingRead) {
+  SetNonBlocking(ours_);
+  Register(ours_);
+  EXPECT_TRUE(MayHaveInput(ours_)) << "a fresh registration knows nothing yet";
+  // As in the proxy, the event loop always has work, so poll() also polls epoll.
+  auto work = asio::make_work_guard(io_);
+  std::array<char, 64> buf{};
+  auto drain = [&] {
+    size_t got = 0;
+    StartReactorRead(ours_, RecvInto(buf), [&](const error_code& ec, size_t n, bool) {
+      ASSERT_FALSE(ec) << ec.message();
+      got = n;
+    });
+    io_.poll();
+    io_.restart();
+    return got;
+  };
+  asio::write(peer_, asio::buffer(std::string_view("ready")));
+  EXPECT_EQ(drain(), 5u);
+  EXPECT_FALSE(MayHaveInput(ours_)) << "a short read emptied the socket";
+  io_.poll();  // no event: still nothing
+  io_.restart();
+  EXPECT_FALSE(MayHaveInput(ours_));
+
+  asio::write(peer_, asio::buffer(std::string_view("N")));  // e.g. an unsolicited message
+  io_.poll();  // the event loop sees the readiness event with no read queued
+  io_.restart();
+  EXPECT_TRUE(MayHaveInput(ours_));
+  EXPECT_EQ(drain(), 1u);
+  EXPECT_FALSE(MayHaveInput(ours_));
+
+  peer_.close();  // the server went away while the connection was idle
+  io_.poll();
+  io_.restart();
+  EXPECT_TRUE(MayHaveInput(ours_));
 }
 
 }  // namespace
