@@ -58,6 +58,11 @@ enum class Action {
   kKillMidPipeline,
   kKillMidCopy,
   kReconnect,
+  kPipelineError,
+  kLargeResult,
+  kLargeCopy,
+  kTerminateInTransaction,
+  kStatementTimeout,
   kCount,
 };
 
@@ -79,6 +84,11 @@ constexpr std::array<std::pair<const char*, int>, static_cast<size_t>(Action::kC
     {"kill mid-pipeline", 2},
     {"kill mid-copy", 2},
     {"reconnect", 3},
+    {"pipeline error", 3},
+    {"large result", 1},
+    {"large copy", 1},
+    {"terminate in transaction", 2},
+    {"statement timeout", 2},
 }};
 
 int EnvInt(const char* name, int fallback) {
@@ -100,7 +110,13 @@ std::string StateOf(const PGresult* r) {
 // SY_CHAOS_ONLY="kill mid-copy,echo simple" narrows the storm to those actions.
 bool Chosen(std::string_view action) {
   const char* only = std::getenv("SY_CHAOS_ONLY");
-  return only == nullptr || std::string_view(only).find(action) != std::string_view::npos;
+  if (only == nullptr) return true;
+  for (std::string_view rest = only; !rest.empty();) {
+    size_t comma = rest.find(',');
+    if (rest.substr(0, comma) == action) return true;
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return false;
 }
 
 // One client's thread: its connection, what it expects and what went wrong.
@@ -148,9 +164,9 @@ class ChaosClient {
       case Action::kPipeline:
         return Pipeline();
       case Action::kCopy:
-        return Copy(/*fail=*/false);
+        return Copy(/*fail=*/false, /*rows=*/3);
       case Action::kCopyFail:
-        return Copy(/*fail=*/true);
+        return Copy(/*fail=*/true, /*rows=*/3);
       case Action::kCancel:
         return Cancel();
       case Action::kSetApplicationName:
@@ -171,6 +187,18 @@ class ChaosClient {
       case Action::kReconnect:
         conn_.reset();  // a polite goodbye (Terminate)
         return;
+      case Action::kPipelineError:
+        return PipelineError();
+      case Action::kLargeResult:
+        return LargeResult();
+      case Action::kLargeCopy:
+        return Copy(/*fail=*/false, /*rows=*/5000);
+      case Action::kTerminateInTransaction:
+        if (!Command("BEGIN") || !Command(Insert(NextSeq()))) return;
+        conn_.reset();  // Terminate with the transaction open: it must roll back
+        return;
+      case Action::kStatementTimeout:
+        return StatementTimeout();
       case Action::kCount:
         break;
     }
@@ -300,14 +328,14 @@ class ChaosClient {
     if (ok) committed_.insert(seq);
   }
 
-  void Copy(bool fail) {
+  void Copy(bool fail, int count) {
     PGconn* c = conn_.get();
     PgResult start(PQexec(c, "COPY chaos FROM STDIN"));
     if (PQresultStatus(start.get()) != PGRES_COPY_IN) {
       return Fail("COPY FROM STDIN: ", ErrorOf(start.get()));
     }
     const int first = seq_;
-    for (int i = 0; i < 3; ++i) NextSeq();
+    for (int i = 0; i < count; ++i) NextSeq();
     std::string rows;
     for (int seq = first; seq < seq_; ++seq) rows += Cat(id_, "\t", seq, "\n");
     if (PQputCopyData(c, rows.data(), static_cast<int>(rows.size())) != 1 ||
@@ -322,6 +350,69 @@ class ChaosClient {
     }
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail("COPY: ", ErrorOf(r.get()));
     for (int seq = first; seq < seq_; ++seq) committed_.insert(seq);
+  }
+
+  // A failing query in a pipeline: the queries before it answer, the ones after it are skipped
+  // up to the Sync, and the connection goes on.
+  void PipelineError() {
+    PGconn* c = conn_.get();
+    if (PQenterPipelineMode(c) != 1) return Fail("enter pipeline mode: ", PQerrorMessage(c));
+    std::string first = Marker(), skipped = Marker();
+    const char* v1[] = {first.c_str()};
+    const char* v2[] = {skipped.c_str()};
+    PQsendQueryParams(c, EchoWithParams().c_str(), 1, nullptr, v1, nullptr, nullptr, 0);
+    PQsendQueryParams(c, "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0);
+    PQsendQueryParams(c, EchoWithParams().c_str(), 1, nullptr, v2, nullptr, nullptr, 0);
+    if (PQpipelineSync(c) != 1) return Fail("pipeline sync: ", PQerrorMessage(c));
+    {
+      PgResult r(PQgetResult(c));
+      if (!CheckEcho(r.get(), first)) return;
+      PgResult end(PQgetResult(c));
+    }
+    {
+      PgResult r(PQgetResult(c));
+      if (StateOf(r.get()) != "22012") return Fail("expected 22012, got ", ErrorOf(r.get()));
+      PgResult end(PQgetResult(c));
+    }
+    {
+      PgResult r(PQgetResult(c));
+      if (PQresultStatus(r.get()) != PGRES_PIPELINE_ABORTED) {
+        return Fail("expected the skipped query to be aborted, got ", ErrorOf(r.get()));
+      }
+      PgResult end(PQgetResult(c));
+    }
+    PgResult sync(PQgetResult(c));
+    if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
+      return Fail("expected the pipeline's sync, got ", ErrorOf(sync.get()));
+    }
+    if (PQexitPipelineMode(c) != 1) return Fail("exit pipeline mode: ", PQerrorMessage(c));
+    EchoExtended();
+  }
+
+  // A result far larger than one buffer arrives whole and in order.
+  void LargeResult() {
+    std::string marker = Marker();
+    PgResult r(PQexec(conn_.get(), Cat("SELECT g, repeat('", marker,
+                                       "', 500) FROM generate_series(1, 400) g ORDER BY g")
+                                       .c_str()));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 400) {
+      return Fail("large result: ", ErrorOf(r.get()));
+    }
+    std::string expected;
+    for (int i = 0; i < 500; ++i) expected += marker;
+    for (int row = 0; row < 400; ++row) {
+      if (std::to_string(row + 1) != PQgetvalue(r.get(), row, 0) ||
+          expected != PQgetvalue(r.get(), row, 1)) {
+        return Fail("large result: row ", row, " is not this client's");
+      }
+    }
+  }
+
+  // statement_timeout set for one transaction stops that statement and nothing after it.
+  void StatementTimeout() {
+    if (!Command("BEGIN") || !Command("SET LOCAL statement_timeout = '30ms'")) return;
+    if (!CommandFails("SELECT pg_sleep(2)", "57014")) return;
+    if (Command("ROLLBACK")) EchoSimple();
   }
 
   // The client's own query is cancelled or, if the cancel came too early to count, finishes;
