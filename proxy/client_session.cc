@@ -1067,18 +1067,27 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 // ---------------------------------------------------------------------------------------------
 // The server → client pump
 
-void ClientSession::PumpNext() {
+void ClientSession::PumpNext(bool look_first) {
   if (stopping_) return PumpStopped();
   wire::ByteBuffer& buf = attached_->relay_buf;
   if (!buf.empty()) return PumpRelay();
   std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
+  if (look_first) {
+    ssize_t n = ::recv(attached_->socket().native_handle(), space.data(), space.size(), 0);
+    if (n > 0)
+      return OnPumpRead({}, static_cast<size_t>(n), static_cast<size_t>(n) == space.size());
+    if (n == 0) return OnPumpRead(asio::error::eof, 0, false);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return OnPumpRead(error_code(errno, asio::error::get_system_category()), 0, false);
+    }
+  }
   StartReactorRead(attached_->socket(), RecvInto(space),
-                   [self = shared_from_this()](const error_code& ec, size_t n, bool) {
-                     self->OnPumpRead(ec, n);
+                   [self = shared_from_this()](const error_code& ec, size_t n, bool filled) {
+                     self->OnPumpRead(ec, n, filled);
                    });
 }
 
-void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
+void ClientSession::OnPumpRead(const error_code& ec, size_t n, bool filled) {
   if (ec) {
     if (!stopping_) {
       attached_->set_unusable();
@@ -1089,6 +1098,7 @@ void ClientSession::OnPumpRead(const error_code& ec, size_t n) {
     }
     return PumpStopped();
   }
+  pump_read_short_ = !filled;
   attached_->relay_buf.CommitWrite(n);
   PumpRelay();
 }
@@ -1147,7 +1157,10 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
     WakeMain();  // session mode: the transaction is over, the client may go
   }
   RearmClientTimers();
-  PumpNext();
+  // Mid-response, after a read that emptied the socket: the server's close may have come with
+  // those bytes (a WARNING before an immediate shutdown, say) and left no event to wait for.
+  // One read now finds it; in the usual case (whole responses) this path is not taken.
+  PumpNext(/*look_first=*/pump_read_short_ && pending_ready_ > 0);
 }
 
 void ClientSession::PumpStopped() {

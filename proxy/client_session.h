@@ -146,8 +146,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The pump, server → client, as a chain of reactor callbacks (no coroutine frame): read from
   // the attached server, note the messages the session acts on, write to the client; it releases
   // the server once it is idle with nothing outstanding, or stops when the session stops.
-  void PumpNext();
-  void OnPumpRead(const error_code& ec, size_t n);
+  // `look_first`: read once before waiting for readiness (see OnPumpWritten).
+  void PumpNext(bool look_first = false);
+  void OnPumpRead(const error_code& ec, size_t n, bool filled);
   void PumpRelay();
   void OnPumpWritten(const error_code& ec);
   void PumpStopped();
@@ -221,7 +222,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool skip_until_sync_ = false;
 
   bool pump_running_ = false;
-  bool finished_ = false;  // Finish has begun: wake-ups no longer activate the session
+  bool pump_read_short_ = false;  // the pump's last read emptied the server's socket
+  bool finished_ = false;         // Finish has begun: wake-ups no longer activate the session
   bool stopping_ = false;
   uint32_t cut_at_ = kNoCut;  // forward the current chunk only up to here
   static constexpr uint32_t kNoCut = ~uint32_t{0};

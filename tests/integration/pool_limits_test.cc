@@ -4,11 +4,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -324,6 +326,46 @@ TEST_F(PoolLimitsTest, IdleTransactionTimeoutDisconnectsAndRollsBack) {
   ASSERT_TRUE(
       Exec(other->get(), "SET lock_timeout = '1s'; UPDATE items SET v = 'free' WHERE id = 1").ok());
   EXPECT_EQ(*QueryValue(other->get(), "SELECT count(*) FROM items WHERE v = 'locked'"), "0");
+}
+
+TEST_F(PoolLimitsTest, PostgresRestartEndsOnlyTheClientsItInterruptedAndThePoolRecovers) {
+  // An immediate shutdown sends each backend's client a WARNING and closes the connection: the
+  // WARNING and the close can reach Shardyard together. Before the fix the pump relayed the
+  // WARNING and then waited for more, so the client whose query was running hung forever.
+  StartWith("  size: 3\n");
+  PgConn idle = Client(), in_transaction = Client(), running = Client();
+  ASSERT_EQ(*QueryValue(idle.get(), "SELECT 1"), "1");
+  ASSERT_TRUE(Exec(in_transaction.get(), "BEGIN; SELECT 1").ok());
+  ASSERT_TRUE(PQsendQuery(running.get(), "SELECT pg_sleep(60)"));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(pg_->Restart().ok());
+
+  std::promise<std::string> outcome;
+  std::thread reader([&] {
+    std::string state = "no error";
+    while (PGresult* r = PQgetResult(running.get())) {
+      if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) state = s;
+      PQclear(r);
+    }
+    outcome.set_value(state);
+  });
+  auto result = outcome.get_future();
+  if (result.wait_for(10s) != std::future_status::ready) {
+    ADD_FAILURE() << "the client whose query was running never heard that its server went away";
+    sy_->process().Signal(SIGKILL);  // frees the reader
+    reader.join();
+    return;
+  }
+  reader.join();
+  EXPECT_EQ(result.get(), "08006");
+  EXPECT_EQ(PQstatus(running.get()), CONNECTION_BAD);
+
+  // The transaction is gone with its server; the client is told so, not left waiting.
+  EXPECT_FALSE(QueryValue(in_transaction.get(), "SELECT 2").ok());
+  // A client that held no server connection goes on as if nothing happened, and so do new ones.
+  EXPECT_EQ(*QueryValue(idle.get(), "SELECT 3"), "3");
+  PgConn fresh = Client();
+  EXPECT_EQ(*QueryValue(fresh.get(), "SELECT 4"), "4");
 }
 
 }  // namespace
