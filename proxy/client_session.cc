@@ -684,7 +684,7 @@ bool ClientSession::WaitingOnClient() const {
 std::optional<ClientSession::WaitResult> ClientSession::PeekClient() {
   while (true) {
     char byte;
-    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK);
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) return WaitResult::kReadable;
     if (n == 0) return WaitResult::kClosed;
     if (errno == EINTR) continue;
@@ -1073,7 +1073,8 @@ void ClientSession::PumpNext(bool look_first) {
   if (!buf.empty()) return PumpRelay();
   std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
   if (look_first) {
-    ssize_t n = ::recv(attached_->socket().native_handle(), space.data(), space.size(), 0);
+    ssize_t n =
+        ::recv(attached_->socket().native_handle(), space.data(), space.size(), MSG_DONTWAIT);
     if (n > 0)
       return OnPumpRead({}, static_cast<size_t>(n), static_cast<size_t>(n) == space.size());
     if (n == 0) return OnPumpRead(asio::error::eof, 0, false);

@@ -14,8 +14,8 @@
 // a reactor read must not follow one; sessions and server connections close at end of file. And
 // bytes followed at once by the peer's close can arrive as one event: the read that takes the
 // bytes is short, so the end of file waits for an event that never comes. A caller that would
-// not otherwise notice the close (nothing it writes will fail) looks first with a MSG_PEEK recv,
-// as ClientSession::ArmClientWait does.
+// not otherwise notice the close (nothing it writes will fail) reads or peeks once before it
+// waits, as ClientSession::ArmClientWait and the pump (mid-response) do.
 #pragma once
 
 #include <sys/socket.h>
