@@ -149,10 +149,11 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
     return;
   }
   bool outdated = Outdated(server);
-  if (!server->usable() || outdated) {
+  if (!server->usable() || outdated || server->close_pending) {
     core_.Discard(now, actions);
     actions.closes.emplace_back(
-        server, outdated ? CloseReason::kServerPoolShrunk : CloseReason::kServerResetFailed);
+        server, server->close_pending.value_or(outdated ? CloseReason::kServerPoolShrunk
+                                                        : CloseReason::kServerResetFailed));
     return;
   }
   core_.CheckIn(server, server->home(), server->created_at, now, actions);
@@ -171,6 +172,15 @@ void Pool::Discard(ServerConn* server, CloseReason reason) {
   Core::Actions actions;
   {
     std::lock_guard lock(mu_);
+    if (server->cancels_in_flight > 0) {
+      // The cancel's delivery still refers to this connection: close its socket now, and let
+      // the delivery's end close the rest (ReleaseLocked), so it never touches a deleted one.
+      server->close_pending = reason;
+      server->release_pending = true;
+      server->set_unusable();
+      server->Close();
+      return;
+    }
     core_.Discard(pool::Clock::now(), actions);
   }
   CloseServer(server, reason);

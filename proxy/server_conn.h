@@ -5,9 +5,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/close_reason.h"
 #include "common/crypto.h"
 #include "config/config.h"
 #include "pool/pool_core.h"
@@ -95,6 +97,9 @@ class ServerConn {
   // Cancel requests sent for this connection and not yet finished; guarded by the pool's mutex.
   int cancels_in_flight = 0;
   bool release_pending = false;  // released while a cancel was in flight
+  // Discarded while a cancel was in flight: closed, with this reason, once the cancel has landed
+  // (the delivery still refers to this object).
+  std::optional<CloseReason> close_pending;
 
   // Updates `params` for a ParameterStatus message body (copy-on-write).
   void OnParameterStatus(std::string_view body);

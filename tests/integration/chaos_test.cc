@@ -122,11 +122,17 @@ bool Chosen(std::string_view action) {
 // One client's thread: its connection, what it expects and what went wrong.
 class ChaosClient {
  public:
-  ChaosClient(int id, uint64_t seed, std::string conninfo)
-      : id_(id), rng_(seed), conninfo_(std::move(conninfo)) {}
+  // `servers_may_die`: the test terminates backends meanwhile, so an action may end with its
+  // server connection lost (57P01 or 08006, the client's connection closed). Such an action is
+  // not a failure, but rows it wrote and did not see committed may or may not be there.
+  ChaosClient(int id, uint64_t seed, std::string conninfo, bool servers_may_die)
+      : id_(id), rng_(seed), conninfo_(std::move(conninfo)), servers_may_die_(servers_may_die) {}
 
   void Run(Clock::time_point end) {
-    if (!Reconnect()) return;
+    while (!Reconnect()) {
+      if (!failures_.empty() || Clock::now() >= end) return;
+      EndLostAction();
+    }
     std::vector<int> weights;
     for (const auto& [name, weight] : kActions) weights.push_back(Chosen(name) ? weight : 0);
     std::discrete_distribution<int> pick(weights.begin(), weights.end());
@@ -134,14 +140,19 @@ class ChaosClient {
       auto action = static_cast<Action>(pick(rng_));
       ++counts_[static_cast<size_t>(action)];
       current_ = kActions[static_cast<size_t>(action)].first;
+      action_first_seq_ = seq_;
       Do(action);
-      if (conn_ == nullptr && failures_.empty()) Reconnect();
+      EndLostAction();
+      while (conn_ == nullptr && failures_.empty() && !Reconnect()) EndLostAction();
     }
     conn_.reset();
   }
 
   const std::vector<std::string>& failures() const { return failures_; }
   const std::set<int>& committed() const { return committed_; }
+  // Rows written by actions whose server connection was lost before they could tell.
+  const std::set<int>& uncertain() const { return uncertain_; }
+  int losses() const { return losses_; }
   const std::string& ActionOf(int seq) const { return seq_actions_.at(seq); }
   const std::array<int, static_cast<size_t>(Action::kCount)>& counts() const { return counts_; }
   int cancels_landed() const { return cancels_landed_; }
@@ -206,7 +217,34 @@ class ChaosClient {
 
   template <typename... Args>
   void Fail(const Args&... what) {
-    failures_.push_back(Cat("client ", id_, " (", current_, "): ", what...));
+    std::string failure = Cat("client ", id_, " (", current_, "): ", what...);
+    if (servers_may_die_ && (lost_ || ServerLost(failure))) {
+      lost_ = true;  // what follows in this action fails for the same reason
+      return;
+    }
+    failures_.push_back(std::move(failure));
+  }
+
+  // The signs of a server connection terminated under the client: PostgreSQL's FATAL relayed,
+  // Shardyard's 08006, or libpq finding the connection closed.
+  bool ServerLost(std::string_view failure) const {
+    for (std::string_view sign : {"57P01", "08006", "server closed the connection",
+                                  "terminating connection", "no connection to the server"}) {
+      if (failure.find(sign) != std::string_view::npos) return true;
+    }
+    return conn_ != nullptr && PQstatus(conn_.get()) == CONNECTION_BAD;
+  }
+
+  // After an action whose connection was lost: drop the connection, and count the rows it wrote
+  // without seeing them committed as uncertain.
+  void EndLostAction() {
+    if (!lost_) return;
+    lost_ = false;
+    ++losses_;
+    conn_.reset();
+    for (int seq = action_first_seq_; seq < seq_; ++seq) {
+      if (!committed_.contains(seq)) uncertain_.insert(seq);
+    }
   }
 
   bool Reconnect() {
@@ -504,6 +542,11 @@ class ChaosClient {
   const int id_;
   std::mt19937_64 rng_;
   const std::string conninfo_;
+  const bool servers_may_die_;
+  bool lost_ = false;
+  int losses_ = 0;
+  int action_first_seq_ = 0;
+  std::set<int> uncertain_;
   PgConn conn_;
   std::string app_name_ = Cat("chaos-", id_);
   const std::string work_mem_ = Cat(1000 + 64 * id_, "kB");  // differs from every other client's
@@ -521,15 +564,19 @@ class ChaosClient {
 // The pooling mode under test, and a pool size for it: transaction mode shares a few server
 // connections among all the clients; session mode lends one to each client for its session.
 struct ChaosMode {
-  const char* name;
+  const char* name;  // the test's name
+  const char* mode;  // pool.mode
   int pool_size;
+  bool kill_servers = false;  // also terminate random backends (pg_terminate_backend)
 };
 
 class ChaosTest : public ProxyTest, public ::testing::WithParamInterface<ChaosMode> {};
 
 INSTANTIATE_TEST_SUITE_P(Modes, ChaosTest,
-                         ::testing::Values(ChaosMode{"transaction", kPoolSize},
-                                           ChaosMode{"session", kClients + 2}),
+                         ::testing::Values(ChaosMode{"transaction", "transaction", kPoolSize},
+                                           ChaosMode{"session", "session", kClients + 2},
+                                           ChaosMode{"transaction_with_backends_killed",
+                                                     "transaction", kPoolSize, true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
@@ -541,7 +588,7 @@ TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
   ConfigOptions options;
   if (const char* level = std::getenv("SY_CHAOS_LOG_LEVEL")) options.log_level = level;
   auto pool_lines = [&mode](int size) {
-    return Cat("  mode: ", mode.name, "\n  size: ", size, "\n  query_wait_timeout: 60s\n");
+    return Cat("  mode: ", mode.mode, "\n  size: ", size, "\n  query_wait_timeout: 60s\n");
   };
   StartWith(pool_lines(mode.pool_size), {}, options);
   ASSERT_TRUE(pg_->ExecSuper("CREATE TABLE chaos (client int, seq int, PRIMARY KEY (client, seq));"
@@ -551,8 +598,8 @@ TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
 
   std::vector<std::unique_ptr<ChaosClient>> clients;
   for (int id = 0; id < kClients; ++id) {
-    clients.push_back(
-        std::make_unique<ChaosClient>(id, seed * 1000 + id, sy_->ConnInfo("app", "app", "secret")));
+    clients.push_back(std::make_unique<ChaosClient>(
+        id, seed * 1000 + id, sy_->ConnInfo("app", "app", "secret"), mode.kill_servers));
   }
   const auto end = Clock::now() + std::chrono::seconds(seconds);
   std::vector<std::thread> threads;
@@ -569,9 +616,27 @@ TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
     options.pool = pool_lines(mode.pool_size);
     EXPECT_TRUE(sy_->Reload(MakeConfig(*pg_, options)).ok());
   });
+  // In the last mode, a DBA also terminates a random backend of the pool now and then.
+  int killed = 0;
+  std::thread dba_thread([&] {
+    if (!mode.kill_servers) return;
+    auto dba = pg_->ConnectSuper("app");
+    ASSERT_TRUE(dba.ok()) << dba.status();
+    while (Clock::now() < end) {
+      std::this_thread::sleep_for(150ms);
+      auto r = QueryValue(dba->get(),
+                          "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM "
+                          "pg_stat_activity WHERE usename = 'app' ORDER BY random() LIMIT 1) s");
+      if (r.ok()) killed += std::stoi(*r);
+    }
+  });
   for (auto& t : threads) t.join();
   operator_thread.join();
+  dba_thread.join();
   EXPECT_GT(reloads, 0);
+  if (mode.kill_servers) {
+    EXPECT_GT(killed, 0);
+  }
 
   // Nothing went wrong in any client.
   std::array<int, static_cast<size_t>(Action::kCount)> counts{};
@@ -592,8 +657,11 @@ TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
   if (Chosen("cancel")) {
     EXPECT_GT(cancels_landed, 0);
   }
-  std::cout << "chaos (" << mode.name << " mode): " << summary << cancels_landed
-            << " cancels landed; " << reloads << " reloads\n";
+  int losses = 0;
+  for (const auto& client : clients) losses += client->losses();
+  std::cout << "chaos (" << mode.name << "): " << summary << cancels_landed << " cancels landed; "
+            << reloads << " reloads; " << killed << " backends killed, " << losses
+            << " actions lost their server\n";
 
   // The table holds exactly the committed rows: none lost, none from a killed or failed client.
   auto super = pg_->ConnectSuper("app");
@@ -605,7 +673,7 @@ TEST_P(ChaosTest, EveryClientGetsOnlyItsOwnAnswersAndThePoolEndsClean) {
   for (int id = 0; id < kClients; ++id) {
     const std::set<int>& committed = clients[id]->committed();
     for (int seq : found[id]) {
-      if (!committed.contains(seq)) {
+      if (!committed.contains(seq) && !clients[id]->uncertain().contains(seq)) {
         ADD_FAILURE() << "client " << id << " row " << seq
                       << " is in the table but was never committed (" << clients[id]->ActionOf(seq)
                       << ")";
