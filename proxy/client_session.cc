@@ -682,15 +682,17 @@ bool ClientSession::WaitingOnClient() const {
 }
 
 std::optional<ClientSession::WaitResult> ClientSession::PeekClient() {
-  while (true) {
-    char byte;
-    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) return WaitResult::kReadable;
-    if (n == 0) return WaitResult::kClosed;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-    return WaitResult::kFailed;
+  switch (Peek(socket_)) {
+    case Peeked::kBytes:
+      return WaitResult::kReadable;
+    case Peeked::kClosed:
+      return WaitResult::kClosed;
+    case Peeked::kFailed:
+      return WaitResult::kFailed;
+    case Peeked::kNothing:
+      break;
   }
+  return std::nullopt;
 }
 
 template <typename Handler>

@@ -149,7 +149,7 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
     return;
   }
   bool outdated = Outdated(server);
-  if (!server->usable() || outdated || server->close_pending) {
+  if (!server->usable() || outdated) {  // a connection with close_pending is closed: unusable
     core_.Discard(now, actions);
     actions.closes.emplace_back(
         server, server->close_pending.value_or(outdated ? CloseReason::kServerPoolShrunk
@@ -177,8 +177,7 @@ void Pool::Discard(ServerConn* server, CloseReason reason) {
       // the delivery's end close the rest (ReleaseLocked), so it never touches a deleted one.
       server->close_pending = reason;
       server->release_pending = true;
-      server->set_unusable();
-      server->Close();
+      server->Close();  // and unusable from now on
       return;
     }
     core_.Discard(pool::Clock::now(), actions);

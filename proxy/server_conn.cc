@@ -391,11 +391,8 @@ bool ServerConn::MayHaveInput() { return proxy::MayHaveInput(socket_); }
 
 bool ServerConn::IsStale() {
   if (!usable_ || !socket_.is_open()) return true;
-  char c;
-  ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return true;  // closed by the server
-  if (n > 0) return true;   // unsolicited message: typically a FATAL before it closes
-  return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+  // Closed by the server, or an unsolicited message (typically a FATAL before it closes).
+  return Peek(socket_) != Peeked::kNothing;
 }
 
 void ServerConn::Close() {

@@ -69,6 +69,19 @@ inline size_t SendNow(Socket& socket, std::string_view bytes, error_code& ec) {
   }
 }
 
+// What one non-blocking look (recv with MSG_PEEK) finds on a socket, without taking anything.
+enum class Peeked { kBytes, kClosed, kNothing, kFailed };
+inline Peeked Peek(Socket& socket) {
+  while (true) {
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return Peeked::kBytes;
+    if (n == 0) return Peeked::kClosed;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? Peeked::kNothing : Peeked::kFailed;
+  }
+}
+
 // False when the socket's last reactor read emptied it and no readiness event has come since:
 // the reactor's own record, read without a system call. A pooled server connection for which it
 // is false has not been closed by its server, unless the event loop has not yet seen the close.
