@@ -185,7 +185,7 @@ class ChaosClient {
       case Action::kSetRolledBack:
         return SetRolledBack();
       case Action::kKillInTransaction:
-        if (!Command("BEGIN") || !Command(Insert(NextSeq()))) return;
+        if (!BeginWithARow()) return;
         return Kill();
       case Action::kKillRunningQuery:
         return SendThenKill("SELECT pg_sleep(0.2)");
@@ -205,7 +205,7 @@ class ChaosClient {
       case Action::kLargeCopy:
         return Copy(/*fail=*/false, /*rows=*/5000);
       case Action::kTerminateInTransaction:
-        if (!Command("BEGIN") || !Command(Insert(NextSeq()))) return;
+        if (!BeginWithARow()) return;
         conn_.reset();  // Terminate with the transaction open: it must roll back
         return;
       case Action::kStatementTimeout:
@@ -325,11 +325,36 @@ class ChaosClient {
     if (commit) committed_.insert(seq);
   }
 
+  // Opens a transaction and writes a row in it (not committed unless the caller commits).
+  bool BeginWithARow() { return Command("BEGIN") && Command(Insert(NextSeq())); }
+
   void ErrorInTransaction() {
-    if (!Command("BEGIN") || !Command(Insert(NextSeq()))) return;
+    if (!BeginWithARow()) return;
     if (!CommandFails("SELECT 1/0", "22012")) return;
     if (!CommandFails("SELECT 1", "25P02")) return;  // the transaction is aborted, as it should be
     if (Command("ROLLBACK")) EchoSimple();
+  }
+
+  // Sends this client's row `seq` as a parameterized INSERT (pipeline mode: not waited for).
+  void SendInsert(PGconn* c, int seq) {
+    std::string id = Cat(id_), s = Cat(seq);
+    const char* row[] = {id.c_str(), s.c_str()};
+    PQsendQueryParams(c, "INSERT INTO chaos VALUES ($1::int, $2::int)", 2, nullptr, row, nullptr,
+                      nullptr, 0);
+  }
+
+  // Reads the pipeline's Sync and leaves pipeline mode; false (a failure recorded) otherwise.
+  bool EndPipeline(PGconn* c) {
+    PgResult sync(PQgetResult(c));
+    if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
+      Fail("expected the pipeline's sync, got ", ErrorOf(sync.get()));
+      return false;
+    }
+    if (PQexitPipelineMode(c) != 1) {
+      Fail("exit pipeline mode: ", PQerrorMessage(c));
+      return false;
+    }
+    return true;
   }
 
   void Pipeline() {
@@ -342,10 +367,7 @@ class ChaosClient {
       PQsendQueryParams(c, EchoWithParams().c_str(), 1, nullptr, values, nullptr, nullptr, 0);
     }
     const int seq = NextSeq();
-    std::string id = Cat(id_), s = Cat(seq);
-    const char* row[] = {id.c_str(), s.c_str()};
-    PQsendQueryParams(c, "INSERT INTO chaos VALUES ($1::int, $2::int)", 2, nullptr, row, nullptr,
-                      nullptr, 0);
+    SendInsert(c, seq);
     if (PQpipelineSync(c) != 1) return Fail("pipeline sync: ", PQerrorMessage(c));
     bool ok = true;
     for (size_t i = 0; i <= markers.size(); ++i) {
@@ -358,12 +380,7 @@ class ChaosClient {
       }
       PgResult end(PQgetResult(c));  // each query's results end with a null
     }
-    PgResult sync(PQgetResult(c));
-    if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
-      return Fail("expected the pipeline's sync, got ", ErrorOf(sync.get()));
-    }
-    if (PQexitPipelineMode(c) != 1) return Fail("exit pipeline mode: ", PQerrorMessage(c));
-    if (ok) committed_.insert(seq);
+    if (EndPipeline(c) && ok) committed_.insert(seq);
   }
 
   void Copy(bool fail, int count) {
@@ -419,12 +436,7 @@ class ChaosClient {
       }
       PgResult end(PQgetResult(c));
     }
-    PgResult sync(PQgetResult(c));
-    if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
-      return Fail("expected the pipeline's sync, got ", ErrorOf(sync.get()));
-    }
-    if (PQexitPipelineMode(c) != 1) return Fail("exit pipeline mode: ", PQerrorMessage(c));
-    EchoExtended();
+    if (EndPipeline(c)) EchoExtended();
   }
 
   // A result far larger than one buffer arrives whole and in order.
@@ -518,10 +530,7 @@ class ChaosClient {
     PGconn* c = conn_.get();
     if (PQenterPipelineMode(c) != 1) return Fail("enter pipeline mode: ", PQerrorMessage(c));
     const int seq = NextSeq();
-    std::string id = Cat(id_), s = Cat(seq);
-    const char* row[] = {id.c_str(), s.c_str()};
-    PQsendQueryParams(c, "INSERT INTO chaos VALUES ($1::int, $2::int)", 2, nullptr, row, nullptr,
-                      nullptr, 0);
+    SendInsert(c, seq);
     PQsendFlushRequest(c);
     PQflush(c);
     Kill();  // no Sync ever came: the insert must not commit
