@@ -1,0 +1,265 @@
+// Implements the lexical scan for session-changing statements: a tokenizer that knows
+// PostgreSQL's comments, quoting and dollar quoting, and looks at each statement's first words.
+#include "router/session_sql.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+namespace shardyard::sql {
+namespace {
+
+char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+
+bool IdentStart(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         static_cast<unsigned char>(c) >= 0x80;
+}
+
+bool IdentChar(char c) { return IdentStart(c) || (c >= '0' && c <= '9') || c == '$'; }
+
+bool EqualsLower(std::string_view word, std::string_view lower) {
+  return word.size() == lower.size() && std::equal(word.begin(), word.end(), lower.begin(),
+                                                   [](char a, char b) { return Lower(a) == b; });
+}
+
+// Whether "set" (any case), or "do" or "di", starts at `i`.
+bool MentionAt(std::string_view sql, size_t i) {
+  // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
+  const char c = static_cast<char>(sql[i] | 0x20);
+  if (i + 1 >= sql.size() || (c != 's' && c != 'd')) return false;
+  const char d = static_cast<char>(sql[i + 1] | 0x20);
+  if (c == 'd') return d == 'o' || d == 'i';
+  return d == 'e' && i + 2 < sql.size() && (sql[i + 2] | 0x20) == 't';
+}
+
+}  // namespace
+
+// Every statement and function the scan looks for contains "set", "di" (DISCARD) or "do". Eight
+// bytes at a time, only words holding an 's' or a 'd' are looked at byte by byte.
+bool MayChangeSettings(std::string_view sql) {
+  constexpr uint64_t kOnes = 0x0101010101010101;
+  constexpr uint64_t kHigh = 0x8080808080808080;
+  size_t i = 0;
+  for (; i + 8 <= sql.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, sql.data() + i, sizeof(word));
+    word |= kOnes * 0x20;
+    const uint64_t s = word ^ (kOnes * 's');
+    const uint64_t d = word ^ (kOnes * 'd');
+    // Nonzero when some byte of s or d is zero (the classic test; it may also flag a byte after
+    // a real zero, which the byte-by-byte look then rejects).
+    if ((((s - kOnes) & ~s) | ((d - kOnes) & ~d)) & kHigh) {
+      for (size_t j = i; j < i + 8; ++j) {
+        if (MentionAt(sql, j)) return true;
+      }
+    }
+  }
+  for (; i < sql.size(); ++i) {
+    if (MentionAt(sql, i)) return true;
+  }
+  return false;
+}
+
+namespace {
+
+struct Token {
+  enum class Kind { kEnd, kWord, kQuotedIdent, kString, kPunct };
+  Kind kind = Kind::kEnd;
+  std::string_view raw;  // a word as written; a punctuation character
+  std::string value;     // the decoded text of a quoted identifier or string literal
+  bool IsWord(std::string_view lower) const {
+    return kind == Kind::kWord && EqualsLower(raw, lower);
+  }
+  bool IsPunct(char c) const { return kind == Kind::kPunct && raw.size() == 1 && raw[0] == c; }
+  bool IsName() const { return kind == Kind::kWord || kind == Kind::kQuotedIdent; }
+  // A name's text as PostgreSQL folds it for a setting (setting names ignore case).
+  std::string NameText() const {
+    std::string out(kind == Kind::kWord ? std::string(raw) : value);
+    std::transform(out.begin(), out.end(), out.begin(), Lower);
+    return out;
+  }
+};
+
+class Lexer {
+ public:
+  Lexer(std::string_view sql, bool standard_strings) : s_(sql), standard_(standard_strings) {}
+
+  Token Next() {
+    if (peeked_) return *std::exchange(peeked_, std::nullopt);
+    return Lex();
+  }
+  const Token& Peek() {
+    if (!peeked_) peeked_ = Lex();
+    return *peeked_;
+  }
+
+ private:
+  Token Lex() {
+    SkipSpaceAndComments();
+    Token t;
+    if (i_ >= s_.size()) return t;
+    const char c = s_[i_];
+    if (c == '\'') return Quoted(Token::Kind::kString, /*escapes=*/!standard_);
+    if (c == '"') return Quoted(Token::Kind::kQuotedIdent, /*escapes=*/false);
+    if (c == '$' && DollarQuote()) return Lex();
+    if (IdentStart(c)) {
+      size_t start = i_;
+      while (i_ < s_.size() && IdentChar(s_[i_])) ++i_;
+      t.raw = s_.substr(start, i_ - start);
+      if (i_ < s_.size() && s_[i_] == '\'' && (t.raw == "e" || t.raw == "E")) {
+        return Quoted(Token::Kind::kString, /*escapes=*/true);  // E'...'
+      }
+      t.kind = Token::Kind::kWord;
+      return t;
+    }
+    t.kind = Token::Kind::kPunct;
+    t.raw = s_.substr(i_++, 1);
+    return t;
+  }
+
+  void SkipSpaceAndComments() {
+    while (i_ < s_.size()) {
+      const char c = s_[i_];
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+        ++i_;
+      } else if (c == '-' && i_ + 1 < s_.size() && s_[i_ + 1] == '-') {
+        while (i_ < s_.size() && s_[i_] != '\n') ++i_;
+      } else if (c == '/' && i_ + 1 < s_.size() && s_[i_ + 1] == '*') {
+        int depth = 0;  // block comments nest
+        while (i_ < s_.size()) {
+          if (s_.compare(i_, 2, "/*") == 0) {
+            ++depth;
+            i_ += 2;
+          } else if (s_.compare(i_, 2, "*/") == 0) {
+            i_ += 2;
+            if (--depth == 0) break;
+          } else {
+            ++i_;
+          }
+        }
+      } else {
+        return;
+      }
+    }
+  }
+
+  // At a quote (' or "): the text up to the matching closing quote, where a doubled quote
+  // stands for one and, with `escapes` (E'...'), a backslash takes the next character literally.
+  Token Quoted(Token::Kind kind, bool escapes) {
+    Token t;
+    t.kind = kind;
+    const char quote = s_[i_++];
+    while (i_ < s_.size()) {
+      const char c = s_[i_++];
+      if (escapes && c == '\\' && i_ < s_.size()) {
+        t.value.push_back(s_[i_++]);
+      } else if (c == quote) {
+        if (i_ < s_.size() && s_[i_] == quote) {
+          t.value.push_back(quote);
+          ++i_;
+        } else {
+          break;
+        }
+      } else {
+        t.value.push_back(c);
+      }
+    }
+    return t;
+  }
+
+  // At a '$': skips a dollar-quoted string ($$...$$ or $tag$...$tag$) and returns true, or
+  // returns false for anything else ($1, a lone '$').
+  bool DollarQuote() {
+    size_t j = i_ + 1;
+    if (j < s_.size() && IdentStart(s_[j])) {
+      while (j < s_.size() && IdentChar(s_[j]) && s_[j] != '$') ++j;
+    }
+    if (j >= s_.size() || s_[j] != '$') return false;
+    std::string_view tag = s_.substr(i_, j - i_ + 1);
+    size_t end = s_.find(tag, j + 1);
+    i_ = end == std::string_view::npos ? s_.size() : end + tag.size();
+    return true;
+  }
+
+  std::string_view s_;
+  bool standard_;
+  size_t i_ = 0;
+  std::optional<Token> peeked_;
+};
+
+void AddName(std::vector<std::string>* names, std::string name) {
+  if (name.find('.') == std::string::npos) return;  // built-in settings are listed by the server
+  if (std::find(names->begin(), names->end(), name) == names->end()) {
+    names->push_back(std::move(name));
+  }
+}
+
+// After SET or RESET: reads a setting name (possibly dotted) and records it if it is custom.
+void ReadSettingName(Lexer& lex, SessionChanges* out) {
+  if (!lex.Peek().IsName()) return;
+  std::string name = lex.Next().NameText();
+  while (lex.Peek().IsPunct('.')) {
+    lex.Next();
+    if (!lex.Peek().IsName()) return;
+    name += '.';
+    name += lex.Next().NameText();
+  }
+  AddName(&out->custom_names, std::move(name));
+}
+
+// Looks at a statement's first token (already read) and what follows it.
+void ScanStatementStart(const Token& first, Lexer& lex, SessionChanges* out) {
+  if (first.IsWord("set")) {
+    const Token& next = lex.Peek();
+    // Scoped to the transaction: nothing outlives it.
+    if (next.IsWord("local") || next.IsWord("transaction") || next.IsWord("constraints")) return;
+    out->settings = true;
+    if (next.IsWord("session")) {
+      lex.Next();
+      if (lex.Peek().IsWord("characteristics") || lex.Peek().IsWord("authorization")) return;
+    }
+    ReadSettingName(lex, out);
+  } else if (first.IsWord("reset")) {
+    out->settings = true;
+    ReadSettingName(lex, out);
+  } else if (first.IsWord("discard") || first.IsWord("do")) {
+    // DO runs code this scan cannot see into.
+    out->settings = true;
+  }
+}
+
+}  // namespace
+
+SessionChanges ScanSessionChanges(std::string_view sql, bool standard_conforming_strings) {
+  SessionChanges out;
+  if (!MayChangeSettings(sql)) return out;
+  Lexer lex(sql, standard_conforming_strings);
+  bool at_start = true;
+  for (Token t = lex.Next(); t.kind != Token::Kind::kEnd; t = lex.Next()) {
+    if (t.IsPunct(';')) {
+      at_start = true;
+      continue;
+    }
+    if (at_start) {
+      at_start = false;
+      ScanStatementStart(t, lex, &out);
+      continue;
+    }
+    const bool set_config =
+        t.IsWord("set_config") || (t.kind == Token::Kind::kQuotedIdent && t.value == "set_config");
+    if (set_config && lex.Peek().IsPunct('(')) {
+      out.settings = true;
+      lex.Next();
+      if (lex.Peek().kind == Token::Kind::kString) {
+        Token name = lex.Next();
+        AddName(&out.custom_names, name.NameText());
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace shardyard::sql

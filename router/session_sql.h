@@ -1,0 +1,31 @@
+// Finds, by a lexical scan of SQL text (no parse), the statements that may change a session's
+// settings beyond the current transaction: SET, RESET, DISCARD, set_config() and DO blocks.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shardyard::sql {
+
+// What a run of SQL may do to the session's settings.
+struct SessionChanges {
+  // True when the text may change a setting for the rest of the session (a superset: SET
+  // TRANSACTION or set_config(..., true) also count, and a DO block always does).
+  bool settings = false;
+  // Dotted (custom, "placeholder") setting names it sets or resets by name, lower-cased:
+  // PostgreSQL lists those nowhere, so whoever wants to read them back must know their names.
+  std::vector<std::string> custom_names;
+};
+
+// One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting (it
+// has none of "set", "di" or "do" in any case), which is the usual case.
+bool MayChangeSettings(std::string_view sql);
+
+// Scans `sql` (one or more statements, as in a simple Query or a Parse). Statements inside
+// string literals, comments and dollar-quoted bodies are not seen: a function that changes
+// settings when called is invisible here. `standard_conforming_strings` is the session's
+// setting, which decides whether a backslash escapes a quote in '...'.
+SessionChanges ScanSessionChanges(std::string_view sql, bool standard_conforming_strings = true);
+
+}  // namespace shardyard::sql
