@@ -10,13 +10,24 @@
 namespace shardyard::pool {
 namespace {
 
-// Parameters PostgreSQL (15–18) marks GUC_REPORT, in their reported spelling.
+// Parameters PostgreSQL (15–18) marks GUC_REPORT; their spelling in ParameterStatus is the
+// canonical one.
 constexpr std::array<std::string_view, 15> kReported = {
-    "application_name", "client_encoding",        "DateStyle",
-    "default_transaction_read_only", "in_hot_standby", "integer_datetimes",
-    "IntervalStyle",    "is_superuser",           "scram_iterations",
-    "search_path",      "server_encoding",        "server_version",
-    "session_authorization", "standard_conforming_strings", "TimeZone",
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "scram_iterations",
+    "search_path",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
 };
 
 constexpr std::array<std::string_view, 5> kReadOnly = {
@@ -30,10 +41,6 @@ std::string CanonicalParamName(std::string_view name) {
     if (EqualsIgnoreCase(r, name)) return std::string(r);
   }
   return ToLowerAscii(name);
-}
-
-bool IsReportedParam(std::string_view name) {
-  return std::find(kReported.begin(), kReported.end(), name) != kReported.end();
 }
 
 bool IsReadOnlyParam(std::string_view name) {
@@ -78,33 +85,45 @@ std::string QuoteLiteral(std::string_view value) {
 
 namespace {
 
-// A parameter name as SQL text inside RESET: quoted as an identifier when it needs to be.
+// A parameter name as SQL text inside RESET: each dotted part as a quoted identifier, since a
+// custom name's parts may be keywords ("app.user"); setting names ignore case, quoted or not.
 std::string QuoteName(std::string_view name) {
-  bool plain = !name.empty();
-  for (char c : name) {
-    plain &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  std::string out;
+  for (size_t start = 0;;) {
+    size_t dot = name.find('.', start);
+    std::string_view part = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    out.push_back('"');
+    for (char c : part) {
+      if (c == '"') out.push_back('"');
+      out.push_back(c);
+    }
+    out.push_back('"');
+    if (dot == std::string_view::npos) return out;
+    out.push_back('.');
+    start = dot + 1;
   }
-  if (plain) return std::string(name);
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
 }
 
 }  // namespace
 
 ParamPlan PlanParams(const ParamSet& client, const ParamSet& server) {
   ParamPlan plan;
+  std::vector<std::string> statements;
   std::vector<std::string> sets;
   std::vector<std::string> resets;
   auto set_call = [](std::string_view name, std::string_view value) {
     return Cat("pg_catalog.set_config(", QuoteLiteral(name), ", ", QuoteLiteral(value), ", false)");
   };
+  // The role (SET ROLE) decides what the other changes may do: a role the server has is dropped
+  // first, and the client's is taken last.
+  const std::string* client_role = client.Get("role");
+  const std::string* server_role = server.Get("role");
+  const bool role_differs = client_role == nullptr || server_role == nullptr
+                                ? client_role != server_role
+                                : *client_role != *server_role;
+  if (role_differs && server_role != nullptr) statements.push_back("RESET role");
   for (const auto& [name, value] : client.entries()) {
-    if (IsReadOnlyParam(name)) continue;
+    if (IsReadOnlyParam(name) || name == "role") continue;
     const std::string* current = server.Get(name);
     if (current != nullptr && *current == value) continue;
     if (name == "client_encoding") {
@@ -114,15 +133,50 @@ ParamPlan PlanParams(const ParamSet& client, const ParamSet& server) {
     }
   }
   for (const auto& [name, value] : server.entries()) {
-    if (IsReadOnlyParam(name) || client.Get(name) != nullptr) continue;
+    if (IsReadOnlyParam(name) || name == "role" || client.Get(name) != nullptr) continue;
     resets.push_back(Cat("RESET ", QuoteName(name)));
   }
-  if (!sets.empty()) plan.sql = Cat("SELECT ", Join(sets, ", "));
-  for (const auto& r : resets) {
-    if (!plan.sql.empty()) plan.sql.append("; ");
-    plan.sql.append(r);
+  if (!sets.empty()) statements.push_back(Cat("SELECT ", Join(sets, ", ")));
+  for (auto& r : resets) statements.push_back(std::move(r));
+  if (role_differs && client_role != nullptr) {
+    statements.push_back(Cat("SELECT ", set_call("role", *client_role)));
   }
+  plan.sql = Join(statements, "; ");
   return plan;
+}
+
+std::string ReadBackSql(const std::vector<std::string>& custom_names) {
+  std::string sql =
+      "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
+      "UNION ALL SELECT 'role', pg_catalog.current_setting('role')";
+  if (!custom_names.empty()) {
+    std::vector<std::string> values;
+    for (const auto& name : custom_names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
+    Append(&sql, " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ",
+           Join(values, ", "), ") AS v(n)");
+  }
+  return sql;
+}
+
+ParamSet ParamsAfterReadBack(const ParamSet& current, const ParamSet& reported,
+                             const std::vector<ReadBackRow>& rows) {
+  ParamSet out;
+  for (const auto& [name, value] : current.entries()) {
+    if (reported.Get(name) != nullptr) out.Set(name, value);
+  }
+  for (const auto& [raw_name, value] : rows) {
+    if (!value.has_value()) continue;  // a custom setting that does not exist
+    std::string name = CanonicalParamName(raw_name);
+    if (reported.Get(name) != nullptr || IsReadOnlyParam(name)) continue;
+    // SET TRANSACTION leaves these with the source "session", but they last one transaction.
+    if (name == "transaction_isolation" || name == "transaction_read_only" ||
+        name == "transaction_deferrable") {
+      continue;
+    }
+    if (name == "role" && *value == "none") continue;  // no SET ROLE in effect
+    out.Set(name, *value);
+  }
+  return out;
 }
 
 bool ParseStartupOptions(std::string_view options,

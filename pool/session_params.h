@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,9 +14,6 @@ namespace shardyard::pool {
 // The canonical spelling of a parameter name ("datestyle" → "DateStyle"); GUC names are
 // case-insensitive but ParameterStatus uses these spellings.
 std::string CanonicalParamName(std::string_view name);
-
-// True for parameters PostgreSQL reports with ParameterStatus.
-bool IsReportedParam(std::string_view canonical_name);
 
 // True for reported parameters no session can change (server_version, ...), which are never
 // applied to a server connection.
@@ -51,8 +49,22 @@ struct ParamPlan {
 
 // Plans the statements that change `server` into `client`: set_config() (which takes a value
 // exactly as a startup packet does) for each differing value, RESET for each parameter the
-// server has and the client lacks. Read-only parameters are skipped.
+// server has and the client lacks. Read-only parameters are skipped; a role ("role", as SET ROLE
+// sets it) the server has is reset first and the client's is set last.
 ParamPlan PlanParams(const ParamSet& client, const ParamSet& server);
+
+// The query that reads back a session's settings after SQL that may have changed them beyond
+// its transaction. Its rows are (name, value): every setting whose source is the session (from
+// pg_settings), the role, and the custom settings `custom_names` (PostgreSQL lists custom,
+// dotted names nowhere, so they are asked for by name; NULL when one does not exist).
+std::string ReadBackSql(const std::vector<std::string>& custom_names);
+
+// The session's parameter set after a read-back: the values of the parameters the server
+// reports (`reported`: the set it reported at login) are kept from `current`, where its
+// ParameterStatus messages put them; every other setting is what the read-back found.
+using ReadBackRow = std::pair<std::string, std::optional<std::string>>;
+ParamSet ParamsAfterReadBack(const ParamSet& current, const ParamSet& reported,
+                             const std::vector<ReadBackRow>& rows);
 
 // Splits a startup "options" value ("-c name=value --name=value", backslash escapes) into
 // settings, as PostgreSQL's pg_split_opts and the backend's option parser do.

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include "proxy/socket_access.h"
 #include "proxy/spawn.h"
 #include "router/route.h"
+#include "router/session_sql.h"
 #include "wire/auth.h"
 #include "wire/error_response.h"
 
@@ -540,8 +542,9 @@ Task<absl::Status> ClientSession::Welcome(
   } else {
     if (auto st = co_await BuildWelcomeParams(settings); !st.ok()) co_return st;
     auto parameter_status = std::make_shared<std::string>();
+    pool::SharedParams reported = pool_->welcome_params();  // set once a server logged in
     for (const auto& [name, value] : params_->entries()) {
-      if (pool::IsReportedParam(name)) {
+      if (reported != nullptr && reported->Get(name) != nullptr) {
         wire::Encode(wire::be::ParameterStatus{name, value}, parameter_status.get());
       }
     }
@@ -628,7 +631,7 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
   // client takes that spelling so the next comparison is exact.
   std::shared_ptr<pool::ParamSet> merged;
   for (const auto& [name, value] : server->params->entries()) {
-    if (!pool::IsReportedParam(name)) continue;
+    if (server->reported == nullptr || server->reported->Get(name) == nullptr) continue;
     const std::string* mine = params_->Get(name);
     if (mine != nullptr && *mine == value) continue;
     if (merged == nullptr) merged = std::make_shared<pool::ParamSet>(*params_);
@@ -636,6 +639,49 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
   }
   if (merged != nullptr) params_ = pool_->Intern(std::move(merged));
   server->params = params_;
+}
+
+Task<bool> ClientSession::ReadBackSettings() {
+  read_back_due_ = false;
+  ServerConn* server = attached_;
+  std::vector<std::string> names;
+  if (watch_ != nullptr) names = watch_->custom_names;
+  for (const auto& [name, value] : server->params->entries()) {
+    // Custom settings from the client's startup packet or an earlier read-back.
+    if (name.find('.') != std::string::npos &&
+        std::find(names.begin(), names.end(), name) == names.end()) {
+      names.push_back(name);
+    }
+  }
+  std::string messages = wire::Encode(wire::fe::Query{pool::ReadBackSql(names)});
+  std::vector<wire::be::DataRow> rows;
+  absl::Status st = co_await server->RunInternal(messages, 1, &rows);
+  if (st.ok() && server->tx_status != TxStatus::kIdle) {
+    st = absl::InternalError("the server is not idle after reading its settings");
+  }
+  if (!st.ok()) {
+    // The server keeps settings Shardyard does not know: it is reset before anyone else uses
+    // it, and this client cannot go on as if its settings were kept.
+    settings_may_change_ = true;
+    server_failed_ =
+        PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                      "could not read back the session's settings", std::string(st.message()));
+    co_return EndSession(CloseReason::kClientServerFailed);
+  }
+  std::vector<pool::ReadBackRow> read;
+  for (auto& row : rows) {
+    if (row.values.size() == 2 && row.values[0].has_value()) {
+      read.emplace_back(std::move(*row.values[0]), std::move(row.values[1]));
+    }
+  }
+  params_ = pool_->Intern(std::make_shared<pool::ParamSet>(pool::ParamsAfterReadBack(
+      *server->params, server->reported != nullptr ? *server->reported : pool::ParamSet(), read)));
+  server->params = params_;
+  // The server is free before the client, told it is idle, can send its next request.
+  ReleaseServer();
+  wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
+  if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
+  co_return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,6 +700,8 @@ std::optional<CloseReason> ClientSession::PendingEnd() const {
 }
 
 void ClientSession::ArmClientWait() {
+  // The pump held a ReadyForQuery back when no wait was armed to wake: read back now.
+  if (read_back_due_ && !pump_running_) return SpawnActivation(WaitResult::kInterrupted);
   in_.ReleaseIfEmpty();  // idle clients hold no buffer
   if (WaitingOnClient()) {
     // Bytes and the close that followed them can arrive as one readiness event: the read that
@@ -767,6 +815,7 @@ Task<> ClientSession::Activate(WaitResult result) {
       break;
   }
   if (!end) end = PendingEnd();
+  if (!end && read_back_due_ && !co_await ReadBackSettings()) end = close_reason_;
   if (!end && !co_await ProcessInput()) end = close_reason_;
   if (!end) end = PendingEnd();
   if (end) {
@@ -778,7 +827,7 @@ Task<> ClientSession::Activate(WaitResult result) {
 }
 
 bool ClientSession::FastForward() {
-  if (PendingEnd()) return false;
+  if (PendingEnd() || read_back_due_) return false;
   const size_t run = FastRun();
   if (run == 0) return false;
   if (attached_ != nullptr) {
@@ -810,7 +859,7 @@ void ClientSession::ForwardFast(size_t run) {
   std::string_view data = in_.data();
   for (size_t at = 0; at < run;) {
     wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
-    CountForwarded(f.type);
+    CountForwarded(f.type, f.body);
     at += f.size;
   }
   asio::async_write(attached_->socket(), asio::buffer(data.data(), run),
@@ -878,7 +927,7 @@ void ClientSession::OnForwarded(size_t bytes, const error_code& ec) {
 }
 
 void ClientSession::EnsurePump() {
-  if (pump_running_ || attached_ == nullptr) return;
+  if (pump_running_ || attached_ == nullptr || read_back_due_) return;
   pump_running_ = true;
   std::string leftover = attached_->TakeBuffered();
   if (!leftover.empty()) attached_->relay_buf.Append(leftover);
@@ -912,6 +961,7 @@ Task<bool> ClientSession::ProcessInput() {
       forward = false;
     }
     if (forward) {
+      if (read_back_due_ && !co_await ReadBackSettings()) co_return false;
       if (attached_ == nullptr) {
         // AcquireServer's steps, inline: an idle server costs no coroutine frame at all, and
         // the wait for one happens in this frame.
@@ -947,7 +997,7 @@ Task<bool> ClientSession::ProcessInput() {
           continue;
         }
       }
-      CountForwarded(type);
+      CountForwarded(type, f.body);
       run += f.size;
       // Bound what is held before writing (a long COPY stream arrives as many messages). More
       // input may follow this write, so the pump must already be reading the server's replies:
@@ -993,9 +1043,12 @@ Task<bool> ClientSession::ProcessInput() {
   co_return true;
 }
 
-void ClientSession::CountForwarded(char type) {
+void ClientSession::CountForwarded(char type, std::string_view body) {
   switch (type) {
     case 'Q':
+      ++pending_ready_;
+      WatchSettings(type, body);
+      break;
     case 'F':
       ++pending_ready_;
       break;
@@ -1007,9 +1060,65 @@ void ClientSession::CountForwarded(char type) {
     case 'c':
     case 'f':
       break;
+    case 'P':
+    case 'B':
+      unsynced_ = true;
+      WatchSettings(type, body);
+      break;
     default:
       unsynced_ = true;
       break;
+  }
+}
+
+void ClientSession::WatchSettings(char type, std::string_view body) {
+  if (mode_ == config::PoolMode::kSession) return;
+  // Query: the SQL; Parse: the statement name, then its SQL; Bind: the portal, then the
+  // statement.
+  auto cstring_at = [body](size_t at) {
+    std::string_view rest = body.substr(std::min(at, body.size()));
+    return rest.substr(0, rest.find('\0'));
+  };
+  std::string_view first = cstring_at(0);
+  if (type == 'Q') {
+    WatchSql(first, nullptr);
+  } else if (type == 'P') {
+    WatchSql(cstring_at(first.size() + 1), &first);
+  } else if (type == 'B' && watch_ != nullptr && !watch_->statements.empty()) {
+    std::string_view statement = cstring_at(first.size() + 1);
+    const auto& watched = watch_->statements;
+    if (std::find(watched.begin(), watched.end(), statement) != watched.end()) {
+      settings_may_change_ = true;
+    }
+  }
+}
+
+void ClientSession::WatchSql(std::string_view sql, const std::string_view* statement) {
+  bool changes = false;
+  if (sql::MayChangeSettings(sql)) {  // one cheap pass; the scan itself is rarely needed
+    const std::string* standard = params_->Get("standard_conforming_strings");
+    sql::SessionChanges found =
+        sql::ScanSessionChanges(sql, standard == nullptr || *standard == "on");
+    changes = found.settings;
+    if (changes) {
+      settings_may_change_ = true;
+      if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
+      for (auto& name : found.custom_names) {
+        auto& names = watch_->custom_names;
+        if (std::find(names.begin(), names.end(), name) == names.end()) {
+          names.push_back(std::move(name));
+        }
+      }
+    }
+  }
+  if (statement == nullptr || watch_ == nullptr) return;
+  // A prepared statement that changes settings does so each time a later Bind runs it.
+  auto& watched = watch_->statements;
+  auto it = std::find(watched.begin(), watched.end(), *statement);
+  if (changes && it == watched.end()) {
+    watched.emplace_back(*statement);
+  } else if (!changes && it != watched.end()) {
+    watched.erase(it);  // the unnamed statement, replaced by one that does not
   }
 }
 
@@ -1119,11 +1228,15 @@ void ClientSession::PumpRelay() {
   }
   std::string_view chunk = attached_->relay_buf.data();
   if (cut_at_ != kNoCut) {
-    // Replace what follows (the ReadyForQuery) with the error that ends the session.
-    Out().assign(chunk.substr(0, cut_at_));
-    wire::AppendErrorResponse(server_failed_, &Out());
-    server_sent_fatal_ = true;
-    chunk = Out();
+    // What follows (the ReadyForQuery) is held back for the settings' read-back, or replaced
+    // with the error that ends the session.
+    chunk = chunk.substr(0, cut_at_);
+    if (!read_back_due_) {
+      Out().assign(chunk);
+      wire::AppendErrorResponse(server_failed_, &Out());
+      server_sent_fatal_ = true;
+      chunk = Out();
+    }
   }
   asio::async_write(
       socket_, asio::buffer(chunk.data(), chunk.size()),
@@ -1136,12 +1249,16 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
   // A standard block stays with the server for its next transaction (no allocation per
   // transaction); storage grown larger for a long leftover goes back at once.
   if (buf.capacity() > wire::ByteBuffer::kBlockSize) buf.ReleaseIfEmpty();
-  if (cut_at_ != kNoCut) out_.reset();
+  if (cut_at_ != kNoCut && !read_back_due_) out_.reset();
   if (ec) {
     if (!stopping_) {
       client_write_failed_ = true;
       WakeMain();
     }
+    return PumpStopped();
+  }
+  if (read_back_due_) {
+    WakeMain();  // the activation reads the settings back
     return PumpStopped();
   }
   if (ReadyToRelease()) {
@@ -1187,6 +1304,12 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
         attached_->tx_status = server_tx_;
       }
       copy_in_ = false;
+      if (settings_may_change_ && pending_ready_ == 0 && !unsynced_ &&
+          server_tx_ == TxStatus::kIdle && server_failed_.ok() && end >= 6) {
+        settings_may_change_ = false;
+        read_back_due_ = true;
+        cut_at_ = static_cast<uint32_t>(end - 6);
+      }
       if (mode_ == config::PoolMode::kStatement && pending_ready_ == 0 && !unsynced_ &&
           server_tx_ != TxStatus::kIdle && server_failed_.ok()) {
         server_failed_ =
@@ -1405,11 +1528,13 @@ void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
       pool_->Discard(server, server_failed_.ok() ? CloseReason::kServerResetFailed
                                                  : CloseReason::kServerIoError);
     } else if (pending_ready_ == 0 && !unsynced_ && !copy_in_ && server_tx_ == TxStatus::kIdle &&
-               mode_ != config::PoolMode::kSession) {
+               mode_ != config::PoolMode::kSession && !settings_may_change_ && !read_back_due_) {
       pool_->Release(server);
     } else {
+      // Settings the client may have changed were never read back: they go with DISCARD ALL.
       pool_->ResetAndRelease(
-          server, ResetState{pending_ready_, unsynced_, copy_in_, server->relay_scanner});
+          server, ResetState{pending_ready_, unsynced_, copy_in_,
+                             settings_may_change_ || read_back_due_, server->relay_scanner});
     }
   }
   const bool routine = reason == CloseReason::kClientEof ||

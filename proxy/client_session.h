@@ -134,8 +134,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     return asio::async_write(attached_->socket(), asio::buffer(in_.data().data(), bytes), kAwait);
   }
   bool ForwardDone(size_t bytes, const error_code& ec);
-  // Tracks what a message forwarded to the server makes it owe (ReadyForQuery, a Sync).
-  void CountForwarded(char type);
+  // Tracks what a message forwarded to the server makes it owe (ReadyForQuery, a Sync), and
+  // whether it may change the session's settings.
+  void CountForwarded(char type, std::string_view body);
+  // Notes a forwarded Query, Parse or Bind that may change settings beyond its transaction
+  // (transaction and statement modes; a session-mode client keeps its server).
+  void WatchSettings(char type, std::string_view body);
+  void WatchSql(std::string_view sql, const std::string_view* statement);
+  // With read_back_due_: reads the server's settings back, makes them this client's (and so
+  // restored on whichever server serves it next), releases the server and sends the held
+  // ReadyForQuery. Returns false when the session must end (close_reason_ says why).
+  Task<bool> ReadBackSettings();
   // Makes a borrowed server this client's (it already has the client's settings).
   void AttachTo(ServerConn* server);
   // The rare path: the server needs the client's settings first; one retry on a fresh one.
@@ -220,6 +229,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool copy_in_ = false;
   wire::be::TxStatus server_tx_ = wire::be::TxStatus::kIdle;
   bool skip_until_sync_ = false;
+
+  // Settings changed beyond a transaction (SET search_path, SET ROLE, set_config(), ...) are not
+  // reported by PostgreSQL, so they are read back before the transaction's ReadyForQuery 'I'
+  // reaches the client: the server must not go to another client with them, and this client
+  // must find them on the next server it is lent.
+  bool settings_may_change_ = false;  // forwarded SQL may have changed settings
+  bool read_back_due_ = false;        // the pump held ReadyForQuery 'I' back for the read-back
+  // Custom setting names the client set, and prepared statements whose SQL may change settings;
+  // allocated for the clients that need them.
+  struct SettingsWatch {
+    std::vector<std::string> custom_names;
+    std::vector<std::string> statements;
+  };
+  std::unique_ptr<SettingsWatch> watch_;
 
   bool pump_running_ = false;
   bool pump_read_short_ = false;  // the pump's last read emptied the server's socket

@@ -300,7 +300,7 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
     absl::Status st = co_await server->RunInternal(rollback, 1);
     if (!st.ok()) server->set_unusable();
   }
-  if (server->usable() && mode() == config::PoolMode::kSession) {
+  if (server->usable() && (mode() == config::PoolMode::kSession || state.discard_settings)) {
     std::string discard = wire::Encode(wire::fe::Query{"DISCARD ALL"});
     absl::Status st = co_await server->RunInternal(discard, 1);
     if (st.ok()) {

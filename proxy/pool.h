@@ -25,6 +25,9 @@ struct ResetState {
   int pending_ready = 0;  // ReadyForQuery messages still owed for forwarded requests
   bool unsynced = false;  // extended-protocol messages sent after the last Sync
   bool copy_in = false;   // the server is waiting for COPY data
+  // The client may have changed settings that were never read back: DISCARD ALL, whatever
+  // the pool mode.
+  bool discard_settings = false;
   // Where the session stopped reading the server's stream (possibly mid-message); it must
   // see ReadyForQuery (Z), CopyInResponse (G) and ParameterStatus (S).
   wire::BackendScanner scanner{"ZGS"};

@@ -142,6 +142,7 @@ Task<absl::Status> ServerConn::ConnectAndLogin(const ScramClientKeys* scram_keys
         if (!authenticated) co_return LoginError(*target_, "ReadyForQuery before authentication");
         auto rfq = wire::Decode<wire::be::ReadyForQuery>(body);
         tx_status = rfq.ok() ? rfq->status : wire::be::TxStatus::kIdle;
+        reported = params;
         this->params = std::move(params);
         co_return absl::OkStatus();
       }
@@ -290,15 +291,16 @@ void ServerConn::OnParameterStatus(std::string_view body) {
 }
 
 void ServerConn::ForgetUnreportedParams() {
-  if (!params) return;
-  auto reported = std::make_shared<pool::ParamSet>();
+  if (!params || !reported) return;
+  auto kept = std::make_shared<pool::ParamSet>();
   for (const auto& [name, value] : params->entries()) {
-    if (pool::IsReportedParam(name)) reported->Set(name, value);
+    if (reported->Get(name) != nullptr) kept->Set(name, value);
   }
-  if (reported->entries().size() != params->entries().size()) params = std::move(reported);
+  if (kept->entries().size() != params->entries().size()) params = std::move(kept);
 }
 
-Task<absl::Status> ServerConn::RunInternal(const std::string& messages, int ready_count) {
+Task<absl::Status> ServerConn::RunInternal(const std::string& messages, int ready_count,
+                                           std::vector<wire::be::DataRow>* rows) {
   if (auto st = co_await WriteAll(messages); !st.ok()) co_return st;
   absl::Status first_error;
   while (ready_count > 0) {
@@ -314,6 +316,16 @@ Task<absl::Status> ServerConn::RunInternal(const std::string& messages, int read
       }
       case wire::be::ParameterStatus::kType:
         OnParameterStatus(body);
+        break;
+      case wire::be::DataRow::kType:
+        if (rows != nullptr) {
+          auto row = wire::Decode<wire::be::DataRow>(body);
+          if (!row.ok()) {
+            usable_ = false;
+            co_return row.status();
+          }
+          rows->push_back(*std::move(row));
+        }
         break;
       case wire::be::ErrorResponse::kType:
         if (first_error.ok()) {

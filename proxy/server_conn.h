@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/close_reason.h"
@@ -53,9 +54,11 @@ class ServerConn {
   Task<absl::Status> Connect(const std::shared_ptr<const ScramClientKeys>& scram_keys);
 
   // Sends `messages` (whole protocol messages) and reads replies until `ready_count`
-  // ReadyForQuery messages, tracking ParameterStatus. Returns the first ErrorResponse as a
-  // status, or an I/O failure (after which the connection is unusable).
-  Task<absl::Status> RunInternal(const std::string& messages, int ready_count);
+  // ReadyForQuery messages, tracking ParameterStatus and collecting DataRows into `rows` if
+  // given. Returns the first ErrorResponse as a status, or an I/O failure (after which the
+  // connection is unusable).
+  Task<absl::Status> RunInternal(const std::string& messages, int ready_count,
+                                 std::vector<wire::be::DataRow>* rows = nullptr);
 
   // Reads and discards replies until `ready_count` ReadyForQuery messages (a client left with
   // requests outstanding), continuing from `scanner`'s position in the stream (the pump may have
@@ -82,6 +85,9 @@ class ServerConn {
 
   // State the proxy tracks from the server's messages.
   pool::SharedParams params;
+  // The parameters this server reports with ParameterStatus (the set it sent at login): which
+  // those are depends on the server's version (search_path only from PostgreSQL 18).
+  pool::SharedParams reported;
   wire::be::TxStatus tx_status = wire::be::TxStatus::kIdle;
   wire::be::BackendKeyData key;
   pool::TimePoint created_at;
@@ -103,8 +109,8 @@ class ServerConn {
 
   // Updates `params` for a ParameterStatus message body (copy-on-write).
   void OnParameterStatus(std::string_view body);
-  // After DISCARD ALL (or RESET ALL): the settings PostgreSQL does not report are back to the
-  // server's defaults, so `params` keeps only the reported ones (which it learned from the
+  // After DISCARD ALL: the settings PostgreSQL does not report are back to the server's
+  // defaults, so `params` keeps only the reported ones (which it learned from the
   // ParameterStatus messages the reset sent).
   void ForgetUnreportedParams();
 

@@ -354,6 +354,21 @@ def scenario_session_params():
         a.execute("SET application_name = 'client-a2'")
         eq(a.execute("SHOW application_name").fetchone()[0], "client-a2", "a's new name")
         eq(b.execute("SHOW application_name").fetchone()[0], "client-b", "b's name")
+        # So do settings PostgreSQL does not report, whether by SET or by set_config() with a
+        # bind parameter (the extended protocol), in or out of a transaction block.
+        a.execute("SET search_path = pg_catalog, public")
+        a.execute("SET statement_timeout = '9s'")
+        with a.transaction():
+            a.execute("SELECT set_config('app.tenant', %s, false)", ("t-42",))
+        tenant = "SELECT coalesce(current_setting('app.tenant', true), '')"
+        for _ in range(2):
+            eq(a.execute("SHOW search_path").fetchone()[0], "pg_catalog, public",
+               "a's search_path")
+            eq(b.execute("SHOW search_path").fetchone()[0], '"$user", public', "b's search_path")
+            eq(a.execute("SHOW statement_timeout").fetchone()[0], "9s", "a's statement_timeout")
+            eq(b.execute("SHOW statement_timeout").fetchone()[0], "0", "b's statement_timeout")
+            eq(a.execute(tenant).fetchone()[0], "t-42", "a's custom setting")
+            eq(b.execute(tenant).fetchone()[0], "", "b's custom setting")
         # A client in another encoding shares the server with UTF8 clients.
         with connect(autocommit=True, client_encoding="LATIN1") as latin:
             eq(latin.info.encoding, "iso8859-1", "psycopg's encoding")
@@ -375,6 +390,7 @@ def scenario_session_params():
                "a new client's TimeZone")
             eq(c.execute("SHOW application_name").fetchone()[0], "", "a new client's app name")
             eq(c.execute("SHOW IntervalStyle").fetchone()[0], "postgres", "its IntervalStyle")
+            eq(c.execute("SHOW search_path").fetchone()[0], '"$user", public', "its search_path")
 
 
 def scenario_reset_to_startup_value():

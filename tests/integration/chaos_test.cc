@@ -63,6 +63,7 @@ enum class Action {
   kLargeCopy,
   kTerminateInTransaction,
   kStatementTimeout,
+  kSetWorkMem,
   kCount,
 };
 
@@ -89,6 +90,7 @@ constexpr std::array<std::pair<const char*, int>, static_cast<size_t>(Action::kC
     {"large copy", 1},
     {"terminate in transaction", 2},
     {"statement timeout", 2},
+    {"set work_mem", 4},
 }};
 
 int EnvInt(const char* name, int fallback) {
@@ -210,6 +212,8 @@ class ChaosClient {
         return;
       case Action::kStatementTimeout:
         return StatementTimeout();
+      case Action::kSetWorkMem:
+        return SetWorkMem();
       case Action::kCount:
         break;
     }
@@ -248,9 +252,10 @@ class ChaosClient {
   }
 
   bool Reconnect() {
-    conn_.reset(PQconnectdb(
-        Cat(conninfo_, " application_name=", app_name_, " options='-c work_mem=", work_mem_, "'")
-            .c_str()));
+    conn_.reset(PQconnectdb(Cat(conninfo_, " application_name=", app_name_,
+                                " options='-c work_mem=", startup_work_mem_, "'")
+                                .c_str()));
+    work_mem_ = startup_work_mem_;
     if (PQstatus(conn_.get()) != CONNECTION_OK) {
       Fail("connect: ", PQerrorMessage(conn_.get()));
       conn_.reset();
@@ -498,10 +503,19 @@ class ChaosClient {
     EchoExtended();
   }
 
+  // A setting PostgreSQL does not report (no ParameterStatus): Shardyard reads it back after
+  // the SET, and every server this client is lent from then on has it.
+  void SetWorkMem() {
+    std::string value = Cat(1000 + 64 * id_ + 4096 * (1 + ++names_ % 4), "kB");
+    if (Command(Cat("SET work_mem = '", value, "'"))) work_mem_ = value;
+    EchoSimple();
+  }
+
   // A SET inside a rolled back transaction leaves the old value, for this client and the pool.
   void SetRolledBack() {
     if (!Command("BEGIN") ||
-        !Command(Cat("SET application_name = 'rolled-back-", id_, "-", ++names_, "'"))) {
+        !Command(Cat("SET application_name = 'rolled-back-", id_, "-", ++names_, "'")) ||
+        !Command("SET work_mem = '99999kB'")) {
       return;
     }
     if (Command("ROLLBACK")) EchoSimple();
@@ -558,7 +572,9 @@ class ChaosClient {
   std::set<int> uncertain_;
   PgConn conn_;
   std::string app_name_ = Cat("chaos-", id_);
-  const std::string work_mem_ = Cat(1000 + 64 * id_, "kB");  // differs from every other client's
+  // Each differs from every other client's.
+  const std::string startup_work_mem_ = Cat(1000 + 64 * id_, "kB");
+  std::string work_mem_ = startup_work_mem_;  // the current value, after a SET
   std::string current_ = "connect";
   int seq_ = 0;
   int markers_ = 0;

@@ -117,6 +117,143 @@ TEST_F(SessionStateTest, SetLocalIsUndoneAtCommitForEveryone) {
   EXPECT_EQ(*QueryValue(b.get(), "SHOW TimeZone"), "Etc/UTC");
 }
 
+// Settings PostgreSQL does not report (ParameterStatus) are read back after the transaction that
+// changed them: they follow their client to any server and never reach another client.
+TEST_F(SessionStateTest, UnreportedSettingsFollowTheirClientAndReachNoOther) {
+  StartWith("  size: 1\n");  // one server connection: both clients must share it
+  ASSERT_TRUE(pg_->ExecSuper("CREATE ROLE reader; GRANT reader TO app", "app").ok());
+  PgConn a = Client();
+  PgConn b = Client();
+  ASSERT_TRUE(Exec(a.get(),
+                   "SET search_path = pg_catalog, public; SET work_mem = '64MB'; "
+                   "SET SESSION statement_timeout = '7s'; SET ROLE reader; "
+                   "SET app.tenant = '42'")
+                  .ok());
+  ASSERT_TRUE(QueryValue(a.get(), "SELECT set_config('app.user', 'alice', false)").ok());
+
+  std::string backend = *QueryValue(a.get(), "SELECT pg_backend_pid()");
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT pg_backend_pid()"), backend) << "same server";
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW search_path"), "\"$user\", public");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW statement_timeout"), "0");
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT current_user"), "app");
+  EXPECT_EQ(*QueryValue(b.get(),
+                        "SELECT coalesce(current_setting('app.tenant', true), '') || "
+                        "coalesce(current_setting('app.user', true), '')"),
+            "");
+
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW search_path"), "pg_catalog, public");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "64MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW statement_timeout"), "7s");
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT current_user"), "reader");
+  EXPECT_EQ(*QueryValue(a.get(),
+                        "SELECT current_setting('app.tenant') || "
+                        "current_setting('app.user')"),
+            "42alice");
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT current_user"), "app");
+
+  // RESET and RESET ROLE are read back like SET.
+  ASSERT_TRUE(Exec(a.get(), "RESET work_mem; RESET ROLE").ok());
+  EXPECT_EQ(*QueryValue(b.get(), "SET work_mem = '8MB'; SHOW work_mem"), "8MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT current_user"), "app");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW statement_timeout"), "7s");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "8MB");
+}
+
+TEST_F(SessionStateTest, AClientsSettingsAreRestoredOnADifferentServer) {
+  StartWith("  size: 2\n");
+  PgConn a = Client();
+  PgConn b = Client();
+  PgConn c = Client();
+  std::string used = *QueryValue(a.get(), "SET work_mem = '64MB'; SELECT pg_backend_pid()");
+  // Hold the server a used, so that a's next transaction runs on the other one.
+  ASSERT_TRUE(Exec(b.get(), "BEGIN").ok());
+  PGconn* holder = b.get();
+  if (*QueryValue(b.get(), "SELECT pg_backend_pid()") != used) {
+    ASSERT_TRUE(Exec(c.get(), "BEGIN").ok());
+    ASSERT_EQ(*QueryValue(c.get(), "SELECT pg_backend_pid()"), used);
+    holder = c.get();
+    ASSERT_TRUE(Exec(b.get(), "COMMIT").ok());
+  }
+  EXPECT_EQ(*QueryValue(holder, "SHOW work_mem"), "4MB");
+  EXPECT_NE(*QueryValue(a.get(), "SELECT pg_backend_pid()"), used);
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "64MB");
+  ASSERT_TRUE(Exec(holder, "COMMIT").ok());
+}
+
+TEST_F(SessionStateTest, ASettingRolledBackWithItsTransactionIsNotKept) {
+  StartWith("  size: 1\n");
+  PgConn a = Client();
+  ASSERT_TRUE(Exec(a.get(), "BEGIN; SET work_mem = '64MB'").ok());
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "64MB");
+  ASSERT_TRUE(Exec(a.get(), "ROLLBACK").ok());
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "4MB");
+  ASSERT_TRUE(Exec(a.get(), "BEGIN; SET work_mem = '32MB'; COMMIT").ok());
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "32MB");
+}
+
+TEST_F(SessionStateTest, SettingsChangedThroughTheExtendedProtocolAreReadBackToo) {
+  StartWith("  size: 1\n");
+  PgConn a = Client();
+  PgConn b = Client();
+  const char* value = "32MB";
+  PGresult* r = PQexecParams(a.get(), "SELECT set_config('work_mem', $1, false)", 1, nullptr,
+                             &value, nullptr, nullptr, 0);
+  ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "32MB");
+
+  // A prepared statement changes settings each time it runs, not only when it is prepared.
+  r = PQprepare(a.get(), "tenant", "SELECT set_config('app.tenant', $1, false)", 1, nullptr);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  for (const char* tenant : {"7", "8"}) {
+    r = PQexecPrepared(a.get(), "tenant", 1, &tenant, nullptr, nullptr, 0);
+    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+    EXPECT_EQ(*QueryValue(b.get(), "SELECT coalesce(current_setting('app.tenant', true), '')"), "");
+    EXPECT_EQ(*QueryValue(a.get(), "SELECT current_setting('app.tenant')"), tenant);
+  }
+}
+
+TEST_F(SessionStateTest, StatementModeReadsSettingsBackToo) {
+  StartWith("  size: 1\n  mode: statement\n");
+  PgConn a = Client();
+  PgConn b = Client();
+  ASSERT_TRUE(Exec(a.get(), "SET search_path = pg_catalog").ok());
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW search_path"), "\"$user\", public");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW search_path"), "pg_catalog");
+}
+
+TEST_F(SessionStateTest, ClientGoneAfterASetLeavesNoSettingBehind) {
+  StartWith("  size: 1\n");
+  // The SETs commit, and the client vanishes during the query after them, before the settings
+  // could be read back: the connection is reset (DISCARD ALL) before anyone else gets it.
+  RunAndKillChild(
+      "BEGIN; SET work_mem = '64MB'; SET app.tenant = '9'; COMMIT; SELECT pg_sleep(10)",
+      /*async=*/true);
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT coalesce(current_setting('app.tenant', true), '')"), "");
+}
+
+TEST_F(SessionStateTest, StartupCustomSettingsSurviveAReadBack) {
+  StartWith("  size: 1\n");
+  PgConn a = Client("options='-c app.tenant=5 -c statement_timeout=1234'");
+  ASSERT_TRUE(Exec(a.get(), "SET work_mem = '64MB'").ok());
+  PgConn b = Client();
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW statement_timeout"), "0");
+  EXPECT_EQ(*QueryValue(a.get(),
+                        "SELECT current_setting('app.tenant') || ' ' || "
+                        "current_setting('statement_timeout') || ' ' || "
+                        "current_setting('work_mem')"),
+            "5 1234ms 64MB");
+}
+
 TEST_F(SessionStateTest, StartupOptionsApplyToThatClientOnly) {
   StartWith("  size: 1\n");
   PgConn a = Client("options='-c statement_timeout=1234 -c search_path=pg_catalog'");

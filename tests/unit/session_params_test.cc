@@ -14,8 +14,6 @@ TEST(SessionParamsTest, NamesAreCanonicalised) {
   EXPECT_EQ(CanonicalParamName("datestyle"), "DateStyle");
   EXPECT_EQ(CanonicalParamName("TIMEZONE"), "TimeZone");
   EXPECT_EQ(CanonicalParamName("Statement_Timeout"), "statement_timeout");
-  EXPECT_TRUE(IsReportedParam("application_name"));
-  EXPECT_FALSE(IsReportedParam("statement_timeout"));
   EXPECT_TRUE(IsReadOnlyParam("server_version"));
 }
 
@@ -25,8 +23,9 @@ TEST(SessionParamsTest, SetKeepsEntriesSorted) {
   p.Set("DateStyle", "ISO, MDY");
   p.Set("application_name", "a");
   p.Set("TimeZone", "Asia/Tokyo");
-  EXPECT_THAT(p.entries(), ElementsAre(Pair("DateStyle", "ISO, MDY"), Pair("TimeZone", "Asia/Tokyo"),
-                                       Pair("application_name", "a")));
+  EXPECT_THAT(p.entries(),
+              ElementsAre(Pair("DateStyle", "ISO, MDY"), Pair("TimeZone", "Asia/Tokyo"),
+                          Pair("application_name", "a")));
   EXPECT_TRUE(p.Erase("DateStyle"));
   EXPECT_FALSE(p.Erase("DateStyle"));
   EXPECT_EQ(p.Get("DateStyle"), nullptr);
@@ -46,7 +45,7 @@ TEST(SessionParamsTest, PlanSetsDifferencesAndResetsWhatTheClientLacks) {
   EXPECT_EQ(plan.client_encoding_sql, "");
   EXPECT_EQ(plan.sql,
             "SELECT pg_catalog.set_config(E'application_name', E'mine', false); "
-            "RESET extra_float_digits");
+            "RESET \"extra_float_digits\"");
   EXPECT_EQ(plan.queries(), 1);
 }
 
@@ -70,6 +69,73 @@ TEST(SessionParamsTest, ClientEncodingGoesFirstInItsOwnQuery) {
   EXPECT_EQ(plan.queries(), 2);
 }
 
+TEST(SessionParamsTest, ARoleIsDroppedFirstAndTakenLast) {
+  // With the server's role still in effect, settings only a superuser may change would fail.
+  ParamSet server;
+  server.Set("role", "reader");
+  server.Set("log_statement", "all");
+  ParamSet client;
+  client.Set("role", "writer");
+  client.Set("work_mem", "64MB");
+  EXPECT_EQ(PlanParams(client, server).sql,
+            "RESET role; SELECT pg_catalog.set_config(E'work_mem', E'64MB', false); "
+            "RESET \"log_statement\"; SELECT pg_catalog.set_config(E'role', E'writer', false)");
+  ParamSet same_role;
+  same_role.Set("role", "reader");
+  EXPECT_EQ(PlanParams(same_role, server).sql, "RESET \"log_statement\"");
+  ParamSet no_role;
+  EXPECT_EQ(PlanParams(no_role, server).sql, "RESET role; RESET \"log_statement\"");
+}
+
+TEST(SessionParamsTest, ResetQuotesEachPartOfADottedName) {
+  ParamSet server;
+  server.Set("app.user", "alice");  // "user" alone is a reserved word
+  server.Set("x.\"q\"", "1");
+  EXPECT_EQ(PlanParams(ParamSet(), server).sql,
+            "RESET \"app\".\"user\"; RESET \"x\".\"\"\"q\"\"\"");
+}
+
+TEST(SessionParamsTest, ReadBackAsksForSessionSettingsTheRoleAndCustomNames) {
+  EXPECT_EQ(ReadBackSql({}),
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
+            "UNION ALL SELECT 'role', pg_catalog.current_setting('role')");
+  EXPECT_EQ(ReadBackSql({"app.tenant", "it's.x"}),
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
+            "UNION ALL SELECT 'role', pg_catalog.current_setting('role') "
+            "UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM "
+            "(VALUES (E'app.tenant'), (E'it''s.x')) AS v(n)");
+}
+
+TEST(SessionParamsTest, ReadBackReplacesUnreportedSettingsAndKeepsReportedOnes) {
+  ParamSet reported;  // what the server reported at login
+  reported.Set("TimeZone", "UTC");
+  reported.Set("application_name", "");
+  reported.Set("server_version", "15.1");
+  ParamSet current;
+  current.Set("TimeZone", "Asia/Tokyo");  // from a ParameterStatus during the transaction
+  current.Set("application_name", "app");
+  current.Set("server_version", "15.1");
+  current.Set("extra_float_digits", "3");  // reset by the transaction: not read back
+  current.Set("search_path", "old");       // not reported by this server: read back
+  std::vector<ReadBackRow> rows = {
+      {"TimeZone", "UTC"},  // the reported value wins: ParameterStatus is exact
+      {"search_path", "a, \"B c\""},
+      {"work_mem", "65536"},
+      {"role", "none"},
+      {"app.tenant", "42"},
+      {"app.gone", std::nullopt},
+      {"is_superuser", "on"},
+      {"transaction_read_only", "off"},  // left behind by SET TRANSACTION READ ONLY
+  };
+  ParamSet after = ParamsAfterReadBack(current, reported, rows);
+  EXPECT_THAT(after.entries(),
+              ElementsAre(Pair("TimeZone", "Asia/Tokyo"), Pair("app.tenant", "42"),
+                          Pair("application_name", "app"), Pair("search_path", "a, \"B c\""),
+                          Pair("server_version", "15.1"), Pair("work_mem", "65536")));
+  rows.push_back({"role", "writer"});
+  EXPECT_EQ(*ParamsAfterReadBack(current, reported, rows).Get("role"), "writer");
+}
+
 TEST(SessionParamsTest, QuotingSurvivesQuotesAndBackslashes) {
   EXPECT_EQ(QuoteLiteral("it's"), "E'it''s'");
   EXPECT_EQ(QuoteLiteral("a\\b"), "E'a\\\\b'");
@@ -78,8 +144,8 @@ TEST(SessionParamsTest, QuotingSurvivesQuotesAndBackslashes) {
 
 TEST(SessionParamsTest, StartupOptionsParseLikePostgres) {
   std::vector<std::pair<std::string, std::string>> out;
-  ASSERT_TRUE(ParseStartupOptions("-c statement_timeout=5s --search-path=a\\ b -cwork_mem=64MB",
-                                  &out));
+  ASSERT_TRUE(
+      ParseStartupOptions("-c statement_timeout=5s --search-path=a\\ b -cwork_mem=64MB", &out));
   EXPECT_THAT(out, ElementsAre(Pair("statement_timeout", "5s"), Pair("search_path", "a b"),
                                Pair("work_mem", "64MB")));
   out.clear();
