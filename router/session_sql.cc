@@ -3,6 +3,7 @@
 #include "router/session_sql.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -25,21 +26,52 @@ bool EqualsLower(std::string_view word, std::string_view lower) {
                                                    [](char a, char b) { return Lower(a) == b; });
 }
 
-// Whether "set" (any case), or "do" or "di", starts at `i`.
+// Whether `lower` (lower-case letters and '_') is at `at`, in any case. `| 0x20` lower-cases an
+// ASCII letter and maps no other byte onto one, nor any byte onto '_'.
+bool HasAt(std::string_view sql, size_t at, std::string_view lower) {
+  if (at > sql.size() || sql.size() - at < lower.size()) return false;
+  for (size_t k = 0; k < lower.size(); ++k) {
+    const char c = sql[at + k];
+    if (c != lower[k] && static_cast<char>(c | 0x20) != lower[k]) return false;
+  }
+  return true;
+}
+
+// Whether a statement may start at `i`: what comes before it is nothing, spaces, a ';', or
+// perhaps the end of a comment (a '/', or a line break that may end a -- comment).
+bool StatementMayStartAt(std::string_view sql, size_t i) {
+  if (i > 0 && IdentChar(sql[i - 1])) return false;  // inside a word ("asset", "todo")
+  for (; i > 0; --i) {
+    const char c = sql[i - 1];
+    if (c == '\n') return true;
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\f' && c != '\v') return c == ';' || c == '/';
+  }
+  return true;
+}
+
+// Whether what the scan looks for may begin at `i`: "set_config", or SET, RESET, DISCARD or
+// DO where a statement may start.
 bool MentionAt(std::string_view sql, size_t i) {
   // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
   const char c = static_cast<char>(sql[i] | 0x20);
-  if (i + 1 >= sql.size() || (c != 's' && c != 'd')) return false;
-  const char d = static_cast<char>(sql[i + 1] | 0x20);
-  if (c == 'd') return d == 'o' || d == 'i';
-  return d == 'e' && i + 2 < sql.size() && (sql[i + 2] | 0x20) == 't';
+  if (c == 's') {
+    if (!HasAt(sql, i, "set")) return false;
+    if (HasAt(sql, i + 3, "_config")) return true;
+    return StatementMayStartAt(sql, i >= 2 && HasAt(sql, i - 2, "re") ? i - 2 : i);
+  }
+  if (c == 'd') {
+    return (HasAt(sql, i, "do") || HasAt(sql, i, "discard")) && StatementMayStartAt(sql, i);
+  }
+  return false;
 }
 
 }  // namespace
 
-// Every statement and function the scan looks for contains "set", "di" (DISCARD) or "do". Eight
-// bytes at a time, only words holding an 's' or a 'd' are looked at byte by byte.
+// Every statement and function the scan looks for contains "set", "do" or "di" (DISCARD), and
+// all but set_config() only where a statement may start. Eight bytes at a time, only words
+// holding an 's' or a 'd' are looked at byte by byte.
 bool MayChangeSettings(std::string_view sql) {
+  static_assert(std::endian::native == std::endian::little, "byte i of a word is bits 8i..8i+7");
   constexpr uint64_t kOnes = 0x0101010101010101;
   constexpr uint64_t kHigh = 0x8080808080808080;
   size_t i = 0;
@@ -49,12 +81,12 @@ bool MayChangeSettings(std::string_view sql) {
     word |= kOnes * 0x20;
     const uint64_t s = word ^ (kOnes * 's');
     const uint64_t d = word ^ (kOnes * 'd');
-    // Nonzero when some byte of s or d is zero (the classic test; it may also flag a byte after
-    // a real zero, which the byte-by-byte look then rejects).
-    if ((((s - kOnes) & ~s) | ((d - kOnes) & ~d)) & kHigh) {
-      for (size_t j = i; j < i + 8; ++j) {
-        if (MentionAt(sql, j)) return true;
-      }
+    // The high bit of each byte of s or d that is zero (the classic test; a byte after a real
+    // zero may be flagged too, which MentionAt then rejects).
+    uint64_t candidates = (((s - kOnes) & ~s) | ((d - kOnes) & ~d)) & kHigh;
+    while (candidates != 0) {
+      if (MentionAt(sql, i + static_cast<size_t>(std::countr_zero(candidates)) / 8)) return true;
+      candidates &= candidates - 1;
     }
   }
   for (; i < sql.size(); ++i) {
@@ -88,12 +120,18 @@ class Lexer {
   Lexer(std::string_view sql, bool standard_strings) : s_(sql), standard_(standard_strings) {}
 
   Token Next() {
-    if (peeked_) return *std::exchange(peeked_, std::nullopt);
+    if (has_peeked_) {
+      has_peeked_ = false;
+      return std::move(peeked_);
+    }
     return Lex();
   }
   const Token& Peek() {
-    if (!peeked_) peeked_ = Lex();
-    return *peeked_;
+    if (!has_peeked_) {
+      peeked_ = Lex();
+      has_peeked_ = true;
+    }
+    return peeked_;
   }
 
  private:
@@ -104,7 +142,9 @@ class Lexer {
     const char c = s_[i_];
     if (c == '\'') return Quoted(Token::Kind::kString, /*escapes=*/!standard_);
     if (c == '"') return Quoted(Token::Kind::kQuotedIdent, /*escapes=*/false);
-    if (c == '$' && DollarQuote()) return Lex();
+    if (c == '$') {
+      if (std::optional<Token> quoted = DollarQuoted()) return *std::move(quoted);
+    }
     if (IdentStart(c)) {
       size_t start = i_;
       while (i_ < s_.size() && IdentChar(s_[i_])) ++i_;
@@ -170,24 +210,28 @@ class Lexer {
     return t;
   }
 
-  // At a '$': skips a dollar-quoted string ($$...$$ or $tag$...$tag$) and returns true, or
-  // returns false for anything else ($1, a lone '$').
-  bool DollarQuote() {
+  // At a '$': a dollar-quoted string ($$...$$ or $tag$...$tag$) as a string token, or nothing
+  // for anything else ($1, a lone '$').
+  std::optional<Token> DollarQuoted() {
     size_t j = i_ + 1;
     if (j < s_.size() && IdentStart(s_[j])) {
       while (j < s_.size() && IdentChar(s_[j]) && s_[j] != '$') ++j;
     }
-    if (j >= s_.size() || s_[j] != '$') return false;
+    if (j >= s_.size() || s_[j] != '$') return std::nullopt;
     std::string_view tag = s_.substr(i_, j - i_ + 1);
-    size_t end = s_.find(tag, j + 1);
-    i_ = end == std::string_view::npos ? s_.size() : end + tag.size();
-    return true;
+    size_t end = std::min(s_.find(tag, j + 1), s_.size());
+    Token t;
+    t.kind = Token::Kind::kString;
+    t.value = std::string(s_.substr(j + 1, end - (j + 1)));
+    i_ = std::min(end + tag.size(), s_.size());
+    return t;
   }
 
   std::string_view s_;
   bool standard_;
   size_t i_ = 0;
-  std::optional<Token> peeked_;
+  Token peeked_;  // valid while has_peeked_
+  bool has_peeked_ = false;
 };
 
 void AddName(std::vector<std::string>* names, std::string name) {
@@ -235,7 +279,6 @@ void ScanStatementStart(const Token& first, Lexer& lex, SessionChanges* out) {
 
 SessionChanges ScanSessionChanges(std::string_view sql, bool standard_conforming_strings) {
   SessionChanges out;
-  if (!MayChangeSettings(sql)) return out;
   Lexer lex(sql, standard_conforming_strings);
   bool at_start = true;
   for (Token t = lex.Next(); t.kind != Token::Kind::kEnd; t = lex.Next()) {

@@ -18,8 +18,9 @@ struct SessionChanges {
   std::vector<std::string> custom_names;
 };
 
-// One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting (it
-// has none of "set", "di" or "do" in any case), which is the usual case.
+// One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting, which
+// is the usual case (no "set_config", and no SET, RESET, DISCARD or DO where a statement may
+// start: UPDATE ... SET is not looked at further). Callers scan only what passes it.
 bool MayChangeSettings(std::string_view sql);
 
 // Scans `sql` (one or more statements, as in a simple Query or a Parse). Statements inside
