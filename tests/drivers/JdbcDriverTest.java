@@ -470,6 +470,20 @@ public final class JdbcDriverTest {
       a.setAutoCommit(true);
       eq(one(a, "SHOW application_name"), "client-a", "after SET LOCAL");
       eq(one(b, "SHOW TimeZone"), "America/New_York", "b unchanged");
+      // Settings PostgreSQL does not report are read back after the transaction that set them:
+      // setSchema runs SET SESSION search_path; a prepared set_config() runs with a parameter.
+      a.setSchema("pg_catalog");
+      try (PreparedStatement ps = a.prepareStatement("SELECT set_config('app.tenant', ?, false)")) {
+        ps.setString(1, "t-9");
+        ps.executeQuery().close();
+      }
+      String tenant = "SELECT coalesce(current_setting('app.tenant', true), '')";
+      for (int i = 0; i < 2; i++) {
+        eq(one(a, "SELECT current_schema()"), "pg_catalog", "a's schema");
+        eq(one(b, "SELECT current_schema()"), "public", "b's schema");
+        eq(one(a, tenant), "t-9", "a's custom setting");
+        eq(one(b, tenant), "", "b's custom setting");
+      }
     }
   }
 

@@ -369,10 +369,22 @@ async function scenarioSessionParams() {
     assert.equal(await value(a, 'SHOW application_name'), 'client-a2')
     assert.equal(await value(b, 'SHOW application_name'), 'client-b')
     assert.equal(b.reported.application_name, 'client-b')
+    // So do settings PostgreSQL does not report, set by SET or by set_config() with a bind
+    // parameter: Shardyard reads them back after the transaction that set them.
+    await a.query('SET search_path = pg_catalog, public')
+    await a.query("SELECT set_config('app.tenant', $1, false)", ['t-7'])
+    const tenant = "SELECT coalesce(current_setting('app.tenant', true), '') AS t"
+    for (let i = 0; i < 2; i++) {
+      assert.equal(await value(a, 'SHOW search_path'), 'pg_catalog, public')
+      assert.equal(await value(b, 'SHOW search_path'), '"$user", public')
+      assert.equal(await value(a, tenant), 't-7')
+      assert.equal(await value(b, tenant), '')
+    }
     const c = await connect()
     assert.equal(await value(c, 'SHOW application_name'), '')
     assert.equal(await value(c, 'SHOW IntervalStyle'), 'postgres')
     assert.equal(await value(c, 'SHOW statement_timeout'), '0')
+    assert.equal(await value(c, 'SHOW search_path'), '"$user", public')
     await c.end()
   } finally {
     await Promise.all([a.end(), b.end()])
