@@ -654,6 +654,8 @@ Task<bool> ClientSession::ReadBackSettings() {
     }
   }
   std::string messages = wire::Encode(wire::fe::Query{pool::ReadBackSql(names)});
+  // A cancel the client sent for its request may land only now: it must not cancel this query.
+  co_await pool_->CancelsLanded(server);
   std::vector<wire::be::DataRow> rows;
   absl::Status st = co_await server->RunInternal(messages, 1, &rows);
   if (st.ok() && server->tx_status != TxStatus::kIdle) {

@@ -281,16 +281,7 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
     absl::Status st = co_await server->RunInternal(messages, 0);
     if (st.ok()) st = co_await server->Drain(ready, state.scanner);
     if (!st.ok()) server->set_unusable();
-    // Let the cancel land before anything else runs on this backend.
-    Timer wait(server->socket().get_executor());
-    while (server->usable()) {
-      {
-        std::lock_guard lock(mu_);
-        if (server->cancels_in_flight == 0) break;
-      }
-      wait.expires_after(std::chrono::milliseconds(5));
-      co_await wait.async_wait(kAwait);
-    }
+    co_await CancelsLanded(server);  // before anything else runs on this backend
   } else if (!messages.empty()) {
     absl::Status st = co_await server->RunInternal(messages, 0);
     if (!st.ok()) server->set_unusable();
@@ -310,6 +301,18 @@ Task<> Pool::Reset(ServerConn* server, ResetState state) {
     }
   }
   if (server->tx_status != wire::be::TxStatus::kIdle) server->set_unusable();
+}
+
+Task<> Pool::CancelsLanded(ServerConn* server) {
+  Timer wait(server->socket().get_executor());
+  while (server->usable()) {
+    {
+      std::lock_guard lock(mu_);
+      if (server->cancels_in_flight == 0) break;
+    }
+    wait.expires_after(std::chrono::milliseconds(5));
+    co_await wait.async_wait(kAwait);
+  }
 }
 
 void Pool::ForwardCancel(ServerConn* server, absl::AnyInvocable<void() &&> done) {

@@ -91,6 +91,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Sends a CancelRequest for `server`'s current query; the server is not handed to another
   // client until the cancel has been delivered. `done`, if given, runs once it has been.
   void ForwardCancel(ServerConn* server, absl::AnyInvocable<void() &&> done = nullptr);
+  // Returns once no cancel sent for `server` is still on its way (or the connection became
+  // unusable): a late cancel would otherwise hit whatever runs next on the backend.
+  Task<> CancelsLanded(ServerConn* server);
 
   // Timers: query_wait_timeout, reserve pool, login retry, idle timeout, lifetime, min size.
   void Tick(pool::TimePoint now);

@@ -158,6 +158,38 @@ TEST_F(CancelTest, PQcancelReturnsOnlyOnceTheServerHasTheCancel) {
   EXPECT_EQ(*QueryValue(c.get(), "SELECT 'next query runs'"), "next query runs");
 }
 
+TEST_F(CancelTest, SettingsAreReadBackOnlyOnceTheClientsCancelHasLanded) {
+  // After a transaction that changed settings, Shardyard reads them back on the same backend
+  // before the client gets ReadyForQuery. A cancel the client sent for that transaction and
+  // still on its way must not hit the read-back query instead (the client would lose its
+  // connection), so the read-back waits for it to land. The stopped postmaster holds it back.
+  StartWith("  size: 1\n");
+  PgConn c = Client();
+  ASSERT_TRUE(PQsendQuery(c.get(), "SET work_mem = '64MB'; SELECT pg_sleep(0.5)"));
+  std::this_thread::sleep_for(100ms);
+  const pid_t postmaster = Postmaster();
+  ASSERT_GT(postmaster, 0);
+  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);  // running backends go on; cancels wait
+  std::thread canceller([&] { SendCancel(c.get()); });
+  std::this_thread::sleep_for(1000ms);  // pg_sleep is over, the cancel still held back
+  // Both statements' results are in, but not ReadyForQuery: the read-back has not run yet.
+  for (int i = 0; i < 2; ++i) {
+    PGresult* r = PQgetResult(c.get());
+    ASSERT_NE(r, nullptr);
+    EXPECT_TRUE(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK)
+        << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  ASSERT_TRUE(PQconsumeInput(c.get()));
+  EXPECT_TRUE(PQisBusy(c.get())) << "ReadyForQuery came before the cancel had landed";
+  ASSERT_EQ(kill(postmaster, SIGCONT), 0);
+  canceller.join();
+  EXPECT_EQ(ResultState(c.get()), "");  // the cancel found the backend idle
+  EXPECT_EQ(*QueryValue(c.get(), "SHOW work_mem"), "64MB");
+  PgConn other = Client();
+  EXPECT_EQ(*QueryValue(other.get(), "SHOW work_mem"), "4MB");
+}
+
 TEST_F(CancelTest, ServerLostWhileItsCancelIsInFlightIsClosedSafely) {
   // The cancel's delivery refers to the server connection until it lands. If the connection is
   // lost meanwhile (here its backend is terminated while the postmaster, stopped, holds the
