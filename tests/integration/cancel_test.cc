@@ -36,6 +36,37 @@ class CancelTest : public ProxyTest {
     std::ifstream(pg_->data_dir() + "/postmaster.pid") >> pid;
     return pid;
   }
+  // A cancel for `c`, held back: PostgreSQL's postmaster, which receives CancelRequests, is
+  // stopped (running backends go on) and PQcancel waits in its own thread until Release() lets
+  // the postmaster go on and the cancel land. The destructor releases too, so a failed
+  // assertion never leaves the postmaster stopped.
+  class HeldCancel {
+   public:
+    HeldCancel(pid_t postmaster, PGconn* c) : postmaster_(postmaster) {
+      held_ = postmaster_ > 0 && kill(postmaster_, SIGSTOP) == 0;
+      if (held_) {
+        thread_ = std::thread([this, c] {
+          SendCancel(c);
+          returned_ = true;
+        });
+      }
+    }
+    ~HeldCancel() { Release(); }
+    bool held() const { return held_; }
+    bool returned() const { return returned_; }  // PQcancel has returned
+    void Release() {
+      if (held_) kill(postmaster_, SIGCONT);
+      held_ = false;
+      if (thread_.joinable()) thread_.join();
+    }
+
+   private:
+    pid_t postmaster_;
+    bool held_ = false;
+    std::atomic<bool> returned_{false};
+    std::thread thread_;
+  };
+
   // Waits for the result of a query sent with PQsendQuery; returns its SQLSTATE ("" if none).
   static std::string ResultState(PGconn* c) {
     std::string state;
@@ -142,18 +173,11 @@ TEST_F(CancelTest, PQcancelReturnsOnlyOnceTheServerHasTheCancel) {
   PgConn c = Client();
   ASSERT_TRUE(PQsendQuery(c.get(), "SELECT pg_sleep(10)"));
   std::this_thread::sleep_for(100ms);
-  const pid_t postmaster = Postmaster();
-  ASSERT_GT(postmaster, 0);
-  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);  // running backends go on; cancels wait
-  std::atomic<bool> returned{false};
-  std::thread canceller([&] {
-    SendCancel(c.get());
-    returned = true;
-  });
+  HeldCancel cancel(Postmaster(), c.get());
+  ASSERT_TRUE(cancel.held());
   std::this_thread::sleep_for(500ms);
-  EXPECT_FALSE(returned) << "PQcancel returned before PostgreSQL had the cancel";
-  ASSERT_EQ(kill(postmaster, SIGCONT), 0);
-  canceller.join();
+  EXPECT_FALSE(cancel.returned()) << "PQcancel returned before PostgreSQL had the cancel";
+  cancel.Release();
   EXPECT_EQ(ResultState(c.get()), "57014");
   EXPECT_EQ(*QueryValue(c.get(), "SELECT 'next query runs'"), "next query runs");
 }
@@ -167,10 +191,8 @@ TEST_F(CancelTest, SettingsAreReadBackOnlyOnceTheClientsCancelHasLanded) {
   PgConn c = Client();
   ASSERT_TRUE(PQsendQuery(c.get(), "SET work_mem = '64MB'; SELECT pg_sleep(0.5)"));
   std::this_thread::sleep_for(100ms);
-  const pid_t postmaster = Postmaster();
-  ASSERT_GT(postmaster, 0);
-  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);  // running backends go on; cancels wait
-  std::thread canceller([&] { SendCancel(c.get()); });
+  HeldCancel cancel(Postmaster(), c.get());
+  ASSERT_TRUE(cancel.held());
   std::this_thread::sleep_for(1000ms);  // pg_sleep is over, the cancel still held back
   // Both statements' results are in, but not ReadyForQuery: the read-back has not run yet.
   for (int i = 0; i < 2; ++i) {
@@ -182,8 +204,7 @@ TEST_F(CancelTest, SettingsAreReadBackOnlyOnceTheClientsCancelHasLanded) {
   }
   ASSERT_TRUE(PQconsumeInput(c.get()));
   EXPECT_TRUE(PQisBusy(c.get())) << "ReadyForQuery came before the cancel had landed";
-  ASSERT_EQ(kill(postmaster, SIGCONT), 0);
-  canceller.join();
+  cancel.Release();
   EXPECT_EQ(ResultState(c.get()), "");  // the cancel found the backend idle
   EXPECT_EQ(*QueryValue(c.get(), "SHOW work_mem"), "64MB");
   PgConn other = Client();
@@ -205,15 +226,12 @@ TEST_F(CancelTest, ServerLostWhileItsCancelIsInFlightIsClosedSafely) {
   std::string pid = *QueryValue(victim.get(), "SELECT pg_backend_pid()");
   ASSERT_TRUE(PQsendQuery(victim.get(), "SELECT pg_sleep(10)"));
   std::this_thread::sleep_for(100ms);
-  const pid_t postmaster = Postmaster();
-  ASSERT_GT(postmaster, 0);
-  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);  // running backends go on; cancels wait
-  std::thread canceller([&] { SendCancel(victim.get()); });
+  HeldCancel cancel(Postmaster(), victim.get());
+  ASSERT_TRUE(cancel.held());
   std::this_thread::sleep_for(200ms);  // the cancel is in flight, held by the stopped postmaster
   EXPECT_TRUE(Exec(dba->get(), "SELECT pg_terminate_backend(" + pid + ")").ok());
   std::this_thread::sleep_for(200ms);  // the client's session ends with its server lost
-  ASSERT_EQ(kill(postmaster, SIGCONT), 0);
-  canceller.join();
+  cancel.Release();
   EXPECT_NE(ResultState(victim.get()), "");  // the client heard its server went away
 
   // The pool goes on: the next clients get a fresh connection, and cancels still reach only the
