@@ -9,6 +9,8 @@
 #include <optional>
 #include <utility>
 
+#include "router/sql_parser.h"
+
 namespace shardyard::sql {
 namespace {
 
@@ -136,7 +138,7 @@ class Lexer {
 
  private:
   Token Lex() {
-    SkipSpaceAndComments();
+    i_ = SkipSpaceAndComments(s_, i_);
     Token t;
     if (i_ >= s_.size()) return t;
     const char c = s_[i_];
@@ -158,32 +160,6 @@ class Lexer {
     t.kind = Token::Kind::kPunct;
     t.raw = s_.substr(i_++, 1);
     return t;
-  }
-
-  void SkipSpaceAndComments() {
-    while (i_ < s_.size()) {
-      const char c = s_[i_];
-      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
-        ++i_;
-      } else if (c == '-' && i_ + 1 < s_.size() && s_[i_ + 1] == '-') {
-        while (i_ < s_.size() && s_[i_] != '\n') ++i_;
-      } else if (c == '/' && i_ + 1 < s_.size() && s_[i_ + 1] == '*') {
-        int depth = 0;  // block comments nest
-        while (i_ < s_.size()) {
-          if (s_.compare(i_, 2, "/*") == 0) {
-            ++depth;
-            i_ += 2;
-          } else if (s_.compare(i_, 2, "*/") == 0) {
-            i_ += 2;
-            if (--depth == 0) break;
-          } else {
-            ++i_;
-          }
-        }
-      } else {
-        return;
-      }
-    }
   }
 
   // At a quote (' or "): the text up to the matching closing quote, where a doubled quote
