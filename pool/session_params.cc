@@ -145,13 +145,20 @@ ParamPlan PlanParams(const ParamSet& client, const ParamSet& server) {
   return plan;
 }
 
-std::string ReadBackSql(const std::vector<std::string>& custom_names) {
+std::string ReadBackSql(const ParamSet& current, const std::vector<std::string>& custom_names) {
   std::string sql =
       "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
       "UNION ALL SELECT 'role', pg_catalog.current_setting('role')";
-  if (!custom_names.empty()) {
+  std::vector<std::string_view> names(custom_names.begin(), custom_names.end());
+  for (const auto& [name, value] : current.entries()) {
+    if (name.find('.') != std::string::npos &&
+        std::find(names.begin(), names.end(), name) == names.end()) {
+      names.push_back(name);
+    }
+  }
+  if (!names.empty()) {
     std::vector<std::string> values;
-    for (const auto& name : custom_names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
+    for (std::string_view name : names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
     Append(&sql, " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ",
            Join(values, ", "), ") AS v(n)");
   }

@@ -55,9 +55,11 @@ ParamPlan PlanParams(const ParamSet& client, const ParamSet& server);
 
 // The query that reads back a session's settings after SQL that may have changed them beyond
 // its transaction. Its rows are (name, value): every setting whose source is the session (from
-// pg_settings), the role, and the custom settings `custom_names` (PostgreSQL lists custom,
-// dotted names nowhere, so they are asked for by name; NULL when one does not exist).
-std::string ReadBackSql(const std::vector<std::string>& custom_names);
+// pg_settings), the role, and each custom (dotted) setting, which PostgreSQL lists nowhere, so
+// they are asked for by name (NULL when one does not exist): those the SQL named
+// (`custom_names`) and those already in the session's parameters (`current`: from its startup
+// packet or an earlier read-back).
+std::string ReadBackSql(const ParamSet& current, const std::vector<std::string>& custom_names);
 
 // The session's parameter set after a read-back: the values of the parameters the server
 // reports (`reported`: the set it reported at login) are kept from `current`, where its

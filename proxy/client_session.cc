@@ -644,16 +644,8 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
 Task<bool> ClientSession::ReadBackSettings() {
   read_back_due_ = false;
   ServerConn* server = attached_;
-  std::vector<std::string> names;
-  if (watch_ != nullptr) names = watch_->custom_names;
-  for (const auto& [name, value] : server->params->entries()) {
-    // Custom settings from the client's startup packet or an earlier read-back.
-    if (name.find('.') != std::string::npos &&
-        std::find(names.begin(), names.end(), name) == names.end()) {
-      names.push_back(name);
-    }
-  }
-  std::string messages = wire::Encode(wire::fe::Query{pool::ReadBackSql(names)});
+  std::string messages = wire::Encode(wire::fe::Query{pool::ReadBackSql(
+      *server->params, watch_ != nullptr ? watch_->custom_names : std::vector<std::string>())});
   // A cancel the client sent for its request may land only now: it must not cancel this query.
   co_await pool_->CancelsLanded(server);
   std::vector<wire::be::DataRow> rows;

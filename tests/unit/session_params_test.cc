@@ -96,14 +96,18 @@ TEST(SessionParamsTest, ResetQuotesEachPartOfADottedName) {
 }
 
 TEST(SessionParamsTest, ReadBackAsksForSessionSettingsTheRoleAndCustomNames) {
-  EXPECT_EQ(ReadBackSql({}),
+  EXPECT_EQ(ReadBackSql(ParamSet(), {}),
             "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
             "UNION ALL SELECT 'role', pg_catalog.current_setting('role')");
-  EXPECT_EQ(ReadBackSql({"app.tenant", "it's.x"}),
+  ParamSet current;
+  current.Set("app.tenant", "7");  // also named: asked for once
+  current.Set("app.login", "x");   // from the startup packet, say
+  current.Set("work_mem", "4MB");  // built in: pg_settings has it
+  EXPECT_EQ(ReadBackSql(current, {"app.tenant", "it's.x"}),
             "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
             "UNION ALL SELECT 'role', pg_catalog.current_setting('role') "
             "UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM "
-            "(VALUES (E'app.tenant'), (E'it''s.x')) AS v(n)");
+            "(VALUES (E'app.tenant'), (E'it''s.x'), (E'app.login')) AS v(n)");
 }
 
 TEST(SessionParamsTest, ReadBackReplacesUnreportedSettingsAndKeepsReportedOnes) {
