@@ -14,7 +14,8 @@ RUN_FIELDS = [
     "postgres_cpu_us_per_txn", "system_busy_pct", "foreign_cpu_pct", "quiet_wait_s", "wall_s",
     "idle_rss_before_kb", "idle_rss_after_kb",
     "idle_bytes_per_client", "idle_connect_s", "idle_connects_per_s", "idle_handshake_p50_ms",
-    "idle_handshake_p99_ms", "idle_cpu_us_per_connect", "attempts", "error",
+    "idle_handshake_p99_ms", "idle_cpu_us_per_connect", "idle_tool_cpu_us_per_connect", "attempts",
+    "error",
 ]
 
 MEDIAN_FIELDS = [
@@ -22,7 +23,7 @@ MEDIAN_FIELDS = [
     "client_cpu_us_per_txn", "postgres_cpu_us_per_txn", "system_busy_pct", "foreign_cpu_pct",
     "idle_bytes_per_client", "idle_connect_s",
     "idle_connects_per_s", "idle_handshake_p50_ms", "idle_handshake_p99_ms",
-    "idle_cpu_us_per_connect",
+    "idle_cpu_us_per_connect", "idle_tool_cpu_us_per_connect",
 ]
 SUM_FIELDS = ["failed", "aborted"]
 
@@ -169,6 +170,7 @@ IDLE_METRICS = [
     ("login p50, ms", "idle_handshake_p50_ms", 2, 1.0),
     ("login p99, ms", "idle_handshake_p99_ms", 2, 1.0),
     ("pooler CPU per login, µs", "idle_cpu_us_per_connect", 1, 1.0),
+    ("load tool CPU per login, µs", "idle_tool_cpu_us_per_connect", 1, 1.0),
     ("pooler peak RSS, MB", "pooler_rss_peak_kb", 1, 1 / 1024),
     ("failed or dropped connections", "failed", 0, 1.0),
     ("CPU used by other processes, % of machine", "foreign_cpu_pct", 1, 1.0),
@@ -176,7 +178,8 @@ IDLE_METRICS = [
 
 LOWER_IS_BETTER = {"lat_p50_ms", "lat_p99_ms", "lat_avg_ms", "cpu_us_per_txn",
                    "pooler_rss_peak_kb", "idle_bytes_per_client", "idle_connect_s",
-                   "idle_handshake_p50_ms", "idle_handshake_p99_ms", "idle_cpu_us_per_connect"}
+                   "idle_handshake_p50_ms", "idle_handshake_p99_ms", "idle_cpu_us_per_connect",
+                   "idle_tool_cpu_us_per_connect"}
 
 
 def write_markdown(path, *, meta, summary, workloads, targets, labels, chart_name, rows=()):

@@ -279,6 +279,8 @@ def run_idle(ctx, workload, target, rep):
     if ready["ready"]:
         row["idle_bytes_per_client"] = (mem["VmRSS"] - before) * 1024.0 / ready["ready"]
         row["idle_cpu_us_per_connect"] = (cpu1 - cpu0) / ready["ready"] * 1e6
+        # The tool is one thread: near 1 s per s, it, not the pooler, sets the login time.
+        row["idle_tool_cpu_us_per_connect"] = tool_cpu / ready["ready"] * 1e6
     errors = []
     if ready["failed"]:
         errors.append(f"{ready['failed']} logins failed: {ready['first_error']}")
