@@ -445,9 +445,10 @@ LoadResult LoadConfigText(std::string_view text, const std::string& file_name) {
   }
   Config cfg;
   cfg.source_path = file_name;
-  auto top = v.OpenMap(*root, "",
-                       {"listen", "workers", "log_level", "auth_type", "max_message_size",
-                        "client_login_timeout", "shutdown_timeout", "pool", "users", "databases"});
+  auto top = v.OpenMap(
+      *root, "",
+      {"listen", "workers", "log_level", "auth_type", "max_message_size", "client_login_timeout",
+       "tcp_defer_accept", "shutdown_timeout", "pool", "users", "databases"});
   if (top) {
     if (const YamlNode* n = top->Get("listen")) {
       auto s = v.OpenMap(*n, "listen", {"host", "port"});
@@ -471,6 +472,7 @@ LoadResult LoadConfigText(std::string_view text, const std::string& file_name) {
     v.ReadEnum<AuthType>(*top, "auth_type", kAuthTypes, &cfg.auth_type);
     v.ReadByteSize(*top, "max_message_size", 1024, int64_t{1} << 30, &cfg.max_message_size);
     v.ReadDuration(*top, "client_login_timeout", true, &cfg.client_login_timeout);
+    v.ReadDuration(*top, "tcp_defer_accept", true, &cfg.tcp_defer_accept);
     v.ReadDuration(*top, "shutdown_timeout", true, &cfg.shutdown_timeout);
     if (const YamlNode* n = top->Get("pool")) ReadPool(v, *n, &cfg.pool);
     v.Require(*top, "users");

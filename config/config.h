@@ -85,6 +85,9 @@ struct Config {
   AuthType auth_type = AuthType::kScramSha256;
   int64_t max_message_size = int64_t{64} << 20;
   Duration client_login_timeout = std::chrono::seconds(60);
+  // TCP_DEFER_ACCEPT on the listening sockets: the kernel hands over a connection only once the
+  // client has sent its first bytes, or after this long (0: at once, as without the option).
+  Duration tcp_defer_accept = std::chrono::seconds(45);
   Duration shutdown_timeout = std::chrono::seconds(30);
   PoolSettings pool;
   std::vector<User> users;

@@ -2,7 +2,14 @@
 // handling (SIGHUP reload, SIGTERM graceful, SIGINT immediate), and the pools' maintenance tick.
 #include "proxy/daemon.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 
 #include "common/crypto.h"
 #include "common/log.h"
@@ -219,10 +226,29 @@ absl::StatusOr<uint16_t> Daemon::Listen(tcp::endpoint endpoint) {
     if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return absl::UnavailableError(ec.message());
   }
+  DeferAccept(config()->tcp_defer_accept);
   if (workers_.size() > 1 && !steering_.Start(workers_[0]->acceptor.native_handle())) {
     SY_LOG_INFO("accept steering unavailable: the kernel's hash spreads new connections");
   }
   return endpoint.port();
+}
+
+void Daemon::DeferAccept(Duration wait) {
+  // A PostgreSQL client speaks first, so a connection is handed over with its StartupMessage (or
+  // SSLRequest) already there: accepting it and reading its first message take one wake-up, not
+  // two, and connections that never send anything cost the kernel a little, not a session.
+  // Whole seconds, rounded up; the kernel counts them in SYN-ACK retransmissions.
+  const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
+  const int value = static_cast<int>(std::min<int64_t>(seconds, 3600));
+  for (auto& w : workers_) {
+    if (!w->acceptor.is_open()) continue;
+    if (::setsockopt(w->acceptor.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &value,
+                     sizeof value) != 0) {
+      SY_LOG_WARNING("cannot set TCP_DEFER_ACCEPT on the listening socket: %s",
+                     std::strerror(errno));
+      return;
+    }
+  }
 }
 
 Task<> Daemon::Accept(size_t worker) {
@@ -364,6 +390,7 @@ void Daemon::Reload() {
   if (fresh->workers != old->workers) {
     SY_LOG_WARNING("SIGHUP: workers changed; this takes effect only after a restart");
   }
+  if (fresh->tcp_defer_accept != old->tcp_defer_accept) DeferAccept(fresh->tcp_defer_accept);
   SetLogLevel(fresh->log_level);
   {
     std::lock_guard lock(config_mu_);

@@ -75,6 +75,8 @@ class Daemon {
   // Opens one listening socket per worker on `endpoint` (SO_REUSEPORT: the kernel spreads
   // connections, no hand-off between threads). Returns the port actually bound.
   absl::StatusOr<uint16_t> Listen(tcp::endpoint endpoint);
+  // Sets TCP_DEFER_ACCEPT on every worker's listening socket (config `tcp_defer_accept`).
+  void DeferAccept(Duration wait);
   Task<> Signals();
   Task<> Maintenance();
   void Reload();

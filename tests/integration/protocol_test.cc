@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -298,6 +299,11 @@ class RawClient {
       buffer_.append(chunk, static_cast<size_t>(n));
     }
   }
+  // Whether anything (bytes or the server's close) arrives within `ms` milliseconds.
+  bool Stirs(int ms) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0;
+  }
   // True once the server has closed the connection (after draining what it sent).
   bool Closed() {
     char chunk[4096];
@@ -325,9 +331,10 @@ std::string SqlstateOf(const std::string& error_body) {
   return e.ok() ? std::string(e->sqlstate()) : "?";
 }
 
-class MalformedInputTest : public ProtocolTest {
+// A proxy with a user `raw` that logs in through trust auth, and `top` as top-level settings.
+class RawClientTest : public ProtocolTest {
  protected:
-  void SetUp() override {
+  void StartWithRawUser(const std::string& top) {
     auto pg = StartAppServer();
     ASSERT_TRUE(pg.ok()) << pg.status();
     pg_ = *std::move(pg);
@@ -335,12 +342,17 @@ class MalformedInputTest : public ProtocolTest {
     ASSERT_TRUE(pg_->ExecSuper("GRANT ALL ON DATABASE app TO raw").ok());
     ConfigOptions o;
     o.pool = "  size: 5\n";
-    o.top = "max_message_size: 64kB\n";
+    o.top = top;
     o.users =
         "  - {name: app, password: secret}\n  - {name: raw, auth_type: trust, "
         "server_password: secret}\n";
     StartProxy(o);
   }
+};
+
+class MalformedInputTest : public RawClientTest {
+ protected:
+  void SetUp() override { StartWithRawUser("max_message_size: 64kB\n"); }
 };
 
 TEST_F(MalformedInputTest, BadLengthClosesOnlyThatClientWith08P01) {
@@ -428,6 +440,45 @@ TEST_F(MalformedInputTest, NewerProtocolMinorIsNegotiatedDown) {
   EXPECT_EQ(m->newest_minor, 0);
   EXPECT_THAT(m->unrecognized_options, ::testing::ElementsAre("_pq_.compression"));
   EXPECT_TRUE(raw.ReadUntil('Z').has_value());
+}
+
+class LoginTimeoutTest : public RawClientTest {};
+
+TEST_F(LoginTimeoutTest, AClientThatStopsMidStartupIsEndedWith08P01) {
+  StartWithRawUser("client_login_timeout: 1s\n");
+  RawClient raw(sy_->port());
+  std::string startup = wire::Encode(
+      wire::fe::StartupMessage{wire::kProtocolVersion30, {{"user", "raw"}, {"database", "app"}}});
+  raw.Send(startup.substr(0, 6));  // the length and half the version, then nothing
+  auto error = raw.ReadUntil('E');
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(SqlstateOf(*error), "08P01");
+  EXPECT_THAT(*error, HasSubstr("client_login_timeout"));
+  EXPECT_TRUE(raw.Closed());
+}
+
+TEST_F(LoginTimeoutTest, WithoutDeferredAcceptASilentConnectionIsEndedAtTheLoginTimeout) {
+  StartWithRawUser("client_login_timeout: 1s\ntcp_defer_accept: 0\n");
+  RawClient raw(sy_->port());
+  ASSERT_TRUE(raw.connected());
+  auto error = raw.ReadUntil('E');
+  ASSERT_TRUE(error.has_value());
+  EXPECT_THAT(*error, HasSubstr("client_login_timeout"));
+  EXPECT_TRUE(raw.Closed());
+}
+
+TEST_F(LoginTimeoutTest, ASilentConnectionWaitsInTheKernelAndItsLoginTimeStartsWhenItSpeaks) {
+  // tcp_defer_accept (default 45s): Shardyard sees the connection only with its first bytes, so
+  // it holds no session for it meanwhile, and the login timeout counts from then.
+  StartWithRawUser("client_login_timeout: 1s\n");
+  RawClient raw(sy_->port());
+  ASSERT_TRUE(raw.connected());
+  EXPECT_FALSE(raw.Stirs(2500)) << "a silent connection was accepted and timed out";
+  ASSERT_TRUE(raw.Login("raw"));
+  raw.Send(wire::Encode(wire::fe::Query{"SELECT 7"}));
+  auto row = raw.ReadUntil('D');
+  ASSERT_TRUE(row.has_value());
+  EXPECT_THAT(*row, HasSubstr("7"));
 }
 
 TEST_F(ProtocolTest, UnknownDatabaseGets3D000AfterAuthentication) {

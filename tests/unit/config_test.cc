@@ -70,6 +70,19 @@ TEST(ConfigTest, DefaultsApplyAndServerDatabaseDefaultsToName) {
   EXPECT_EQ(r.config->pool.size, 20);
   EXPECT_EQ(r.config->auth_type, AuthType::kScramSha256);
   EXPECT_EQ(r.config->listen.port, 6432);
+  EXPECT_EQ(r.config->tcp_defer_accept, std::chrono::seconds(45));
+}
+
+TEST(ConfigTest, DeferredAcceptCanBeTurnedOff) {
+  LoadResult r = LoadConfigText(
+      "tcp_defer_accept: 0\n"
+      "users: [{name: u, password: p}]\n"
+      "databases: [{name: d, shards: [{primary: {host: h, port: 1}}]}]\n",
+      "t.yaml");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->tcp_defer_accept.count(), 0);
+  EXPECT_THAT(Errors("tcp_defer_accept: 45\nusers: []\ndatabases: []\n"),
+              ::testing::ElementsAre(HasSubstr(":1: tcp_defer_accept: \"45\" needs a unit")));
 }
 
 TEST(ConfigTest, UnknownKeysNameTheKeyAndLine) {
