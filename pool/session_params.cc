@@ -165,6 +165,31 @@ std::string ReadBackSql(const ParamSet& current, const std::vector<std::string>&
   return sql;
 }
 
+std::string ReadBackNamedSql(const std::vector<std::string>& names) {
+  std::vector<std::string> values;
+  for (const std::string& name : names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
+  return Cat("SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ", Join(values, ", "),
+             ") AS v(n)");
+}
+
+namespace {
+
+// Whether a read-back row names a setting the client's parameters keep from a read-back: not
+// one the server reports (its ParameterStatus messages keep the client's value), nor a
+// read-only one, nor those SET TRANSACTION leaves with the source "session" for one transaction.
+bool TakenFromReadBack(const std::string& name, const ParamSet& reported) {
+  return reported.Get(name) == nullptr && !IsReadOnlyParam(name) &&
+         name != "transaction_isolation" && name != "transaction_read_only" &&
+         name != "transaction_deferrable";
+}
+
+// A value that means "not set": a custom setting that does not exist, no SET ROLE in effect.
+bool Unset(const std::string& name, const std::optional<std::string>& value) {
+  return !value.has_value() || (name == "role" && *value == "none");
+}
+
+}  // namespace
+
 ParamSet ParamsAfterReadBack(const ParamSet& current, const ParamSet& reported,
                              const std::vector<ReadBackRow>& rows) {
   ParamSet out;
@@ -172,16 +197,23 @@ ParamSet ParamsAfterReadBack(const ParamSet& current, const ParamSet& reported,
     if (reported.Get(name) != nullptr) out.Set(name, value);
   }
   for (const auto& [raw_name, value] : rows) {
-    if (!value.has_value()) continue;  // a custom setting that does not exist
     std::string name = CanonicalParamName(raw_name);
-    if (reported.Get(name) != nullptr || IsReadOnlyParam(name)) continue;
-    // SET TRANSACTION leaves these with the source "session", but they last one transaction.
-    if (name == "transaction_isolation" || name == "transaction_read_only" ||
-        name == "transaction_deferrable") {
-      continue;
+    if (TakenFromReadBack(name, reported) && !Unset(name, value)) out.Set(name, *value);
+  }
+  return out;
+}
+
+ParamSet ParamsAfterNamedReadBack(const ParamSet& current, const ParamSet& reported,
+                                  const std::vector<ReadBackRow>& rows) {
+  ParamSet out = current;
+  for (const auto& [raw_name, value] : rows) {
+    std::string name = CanonicalParamName(raw_name);
+    if (!TakenFromReadBack(name, reported)) continue;
+    if (Unset(name, value)) {
+      out.Erase(name);
+    } else {
+      out.Set(name, *value);
     }
-    if (name == "role" && *value == "none") continue;  // no SET ROLE in effect
-    out.Set(name, *value);
   }
   return out;
 }

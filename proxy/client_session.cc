@@ -69,6 +69,15 @@ bool IsForwardable(char type) {
   }
 }
 
+// Appends each of `more` that `names` lacks.
+void AddNames(std::vector<std::string>* names, std::vector<std::string> more) {
+  for (auto& name : more) {
+    if (std::find(names->begin(), names->end(), name) == names->end()) {
+      names->push_back(std::move(name));
+    }
+  }
+}
+
 bool IsFalse(std::string_view v) {
   std::string s = ToLowerAscii(v);
   return s == "false" || s == "0" || s == "off" || s == "no";
@@ -644,8 +653,16 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
 Task<bool> ClientSession::ReadBackSettings() {
   read_back_due_ = false;
   ServerConn* server = attached_;
-  std::string messages = wire::Encode(wire::fe::Query{pool::ReadBackSql(
-      *server->params, watch_ != nullptr ? watch_->custom_names : std::vector<std::string>())});
+  // Only what the SQL SET by name, when that is all it did; else every session-level setting.
+  const bool named = watch_ != nullptr && !watch_->full && !watch_->named.empty();
+  std::string messages = wire::Encode(wire::fe::Query{
+      named ? pool::ReadBackNamedSql(watch_->named)
+            : pool::ReadBackSql(*server->params, watch_ != nullptr ? watch_->custom_names
+                                                                   : std::vector<std::string>())});
+  if (watch_ != nullptr) {
+    watch_->named.clear();
+    watch_->full = false;
+  }
   // A cancel the client sent for its request may land only now: it must not cancel this query.
   co_await pool_->CancelsLanded(server);
   std::vector<wire::be::DataRow> rows;
@@ -668,8 +685,11 @@ Task<bool> ClientSession::ReadBackSettings() {
       read.emplace_back(std::move(*row.values[0]), std::move(row.values[1]));
     }
   }
-  params_ = pool_->Intern(std::make_shared<pool::ParamSet>(pool::ParamsAfterReadBack(
-      *server->params, server->reported != nullptr ? *server->reported : pool::ParamSet(), read)));
+  const pool::ParamSet& reported =
+      server->reported != nullptr ? *server->reported : pool::ParamSet();
+  params_ = pool_->Intern(std::make_shared<pool::ParamSet>(
+      named ? pool::ParamsAfterNamedReadBack(*server->params, reported, read)
+            : pool::ParamsAfterReadBack(*server->params, reported, read)));
   server->params = params_;
   // The server is free before the client, told it is idle, can send its next request.
   ReleaseServer();
@@ -1083,6 +1103,7 @@ void ClientSession::WatchSettings(char type, std::string_view body) {
     const auto& watched = watch_->statements;
     if (std::find(watched.begin(), watched.end(), statement) != watched.end()) {
       settings_may_change_ = true;
+      watch_->full = true;
     }
   }
 }
@@ -1093,15 +1114,15 @@ void ClientSession::WatchSql(std::string_view sql, const std::string_view* state
     const std::string* standard = params_->Get("standard_conforming_strings");
     sql::SessionChanges found =
         sql::ScanSessionChanges(sql, standard == nullptr || *standard == "on");
-    changes = found.settings;
+    changes = found.settings && !ReportedOnly(found);
     if (changes) {
       settings_may_change_ = true;
       if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
-      for (auto& name : found.custom_names) {
-        auto& names = watch_->custom_names;
-        if (std::find(names.begin(), names.end(), name) == names.end()) {
-          names.push_back(std::move(name));
-        }
+      AddNames(&watch_->custom_names, std::move(found.custom_names));
+      if (found.unnamed || found.reset) {
+        watch_->full = true;
+      } else {
+        AddNames(&watch_->named, std::move(found.set_names));
       }
     }
   }
@@ -1114,6 +1135,22 @@ void ClientSession::WatchSql(std::string_view sql, const std::string_view* state
   } else if (!changes && it != watched.end()) {
     watched.erase(it);  // the unnamed statement, replaced by one that does not
   }
+}
+
+bool ClientSession::ReportedOnly(const sql::SessionChanges& found) const {
+  // Settings the server reports come back in ParameterStatus messages, which the pump already
+  // puts into the client's parameters; reading them back would cost a round trip for nothing
+  // (an app that sets application_name per request would pay it on every transaction).
+  if (found.unnamed || attached_ == nullptr || attached_->reported == nullptr) return false;
+  for (const std::string& name : found.set_names) {
+    const std::string canonical = pool::CanonicalParamName(name);
+    // SET session_authorization also resets the role, which is not reported.
+    if (attached_->reported->Get(canonical) == nullptr || pool::IsReadOnlyParam(canonical) ||
+        canonical == "session_authorization") {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {

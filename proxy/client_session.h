@@ -17,6 +17,7 @@
 #include "pool/session_params.h"
 #include "proxy/asio.h"
 #include "proxy/pool.h"
+#include "router/session_sql.h"
 #include "wire/backend_scanner.h"
 #include "wire/buffer.h"
 #include "wire/framer.h"
@@ -141,6 +142,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // (transaction and statement modes; a session-mode client keeps its server).
   void WatchSettings(char type, std::string_view body);
   void WatchSql(std::string_view sql, const std::string_view* statement);
+  // Whether `found` changes only settings the attached server reports.
+  bool ReportedOnly(const sql::SessionChanges& found) const;
   // With read_back_due_: reads the server's settings back, makes them this client's (and so
   // restored on whichever server serves it next), releases the server and sends the held
   // ReadyForQuery. Returns false when the session must end (close_reason_ says why).
@@ -241,6 +244,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct SettingsWatch {
     std::vector<std::string> custom_names;
     std::vector<std::string> statements;
+    // For the next read-back: the settings SET by name, enough to read back unless `full`
+    // (RESET, DISCARD, set_config(), a Bind of a watched statement, ...) asks for them all.
+    std::vector<std::string> named;
+    bool full = false;
   };
   std::unique_ptr<SettingsWatch> watch_;
 

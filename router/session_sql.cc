@@ -211,23 +211,38 @@ class Lexer {
 };
 
 void AddName(std::vector<std::string>* names, std::string name) {
-  if (name.find('.') == std::string::npos) return;  // built-in settings are listed by the server
   if (std::find(names->begin(), names->end(), name) == names->end()) {
     names->push_back(std::move(name));
   }
 }
 
-// After SET or RESET: reads a setting name (possibly dotted) and records it if it is custom.
+// A custom setting's name: built-in settings are listed by the server, custom ones nowhere.
+void AddCustomName(SessionChanges* out, std::string name) {
+  if (name.find('.') != std::string::npos) AddName(&out->custom_names, std::move(name));
+}
+
+// After SET or RESET: reads a setting name (possibly dotted) and records it.
 void ReadSettingName(Lexer& lex, SessionChanges* out) {
-  if (!lex.Peek().IsName()) return;
+  if (!lex.Peek().IsName()) {
+    out->unnamed = true;
+    return;
+  }
   std::string name = lex.Next().NameText();
+  if (name == "time" && lex.Peek().IsWord("zone")) {
+    lex.Next();
+    name = "timezone";  // SET TIME ZONE
+  }
   while (lex.Peek().IsPunct('.')) {
     lex.Next();
-    if (!lex.Peek().IsName()) return;
+    if (!lex.Peek().IsName()) {
+      out->unnamed = true;
+      return;
+    }
     name += '.';
     name += lex.Next().NameText();
   }
-  AddName(&out->custom_names, std::move(name));
+  AddName(&out->set_names, name);
+  AddCustomName(out, std::move(name));
 }
 
 // Looks at a statement's first token (already read) and what follows it.
@@ -239,15 +254,20 @@ void ScanStatementStart(const Token& first, Lexer& lex, SessionChanges* out) {
     out->settings = true;
     if (next.IsWord("session")) {
       lex.Next();
-      if (lex.Peek().IsWord("characteristics") || lex.Peek().IsWord("authorization")) return;
+      if (lex.Peek().IsWord("characteristics") || lex.Peek().IsWord("authorization")) {
+        out->unnamed = true;
+        return;
+      }
     }
     ReadSettingName(lex, out);
   } else if (first.IsWord("reset")) {
     out->settings = true;
+    out->reset = true;
     ReadSettingName(lex, out);
   } else if (first.IsWord("discard") || first.IsWord("do")) {
     // DO runs code this scan cannot see into.
     out->settings = true;
+    out->unnamed = true;
   }
 }
 
@@ -271,11 +291,9 @@ SessionChanges ScanSessionChanges(std::string_view sql, bool standard_conforming
         t.IsWord("set_config") || (t.kind == Token::Kind::kQuotedIdent && t.value == "set_config");
     if (set_config && lex.Peek().IsPunct('(')) {
       out.settings = true;
+      out.unnamed = true;
       lex.Next();
-      if (lex.Peek().kind == Token::Kind::kString) {
-        Token name = lex.Next();
-        AddName(&out.custom_names, name.NameText());
-      }
+      if (lex.Peek().kind == Token::Kind::kString) AddCustomName(&out, lex.Next().NameText());
     }
   }
   return out;

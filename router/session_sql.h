@@ -13,6 +13,14 @@ struct SessionChanges {
   // True when the text may change a setting for the rest of the session (a superset: SET
   // TRANSACTION or set_config(..., true) also count, and a DO block always does).
   bool settings = false;
+  // Every setting it sets or resets with a plain SET or RESET, lower-cased ("timezone" for SET
+  // TIME ZONE; "role" for SET ROLE; "all" for RESET ALL).
+  std::vector<std::string> set_names;
+  // True when it has a RESET (which may return a setting to a default, not to a value).
+  bool reset = false;
+  // True when it may change settings that no name above tells: DISCARD, DO, set_config(), SET
+  // SESSION AUTHORIZATION or CHARACTERISTICS, or a SET this scan cannot read a name from.
+  bool unnamed = false;
   // Dotted (custom, "placeholder") setting names it sets or resets by name, lower-cased:
   // PostgreSQL lists those nowhere, so whoever wants to read them back must know their names.
   std::vector<std::string> custom_names;

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -161,6 +163,64 @@ TEST_F(SessionStateTest, UnreportedSettingsFollowTheirClientAndReachNoOther) {
   EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "8MB");
 }
 
+// How many statements containing `marker` the server has logged (log_statement = 'all').
+size_t LoggedStatements(const PgServer& pg, const std::string& marker) {
+  std::ifstream log(pg.data_dir() + "/server.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  size_t n = 0;
+  for (size_t at = 0; (at = text.find(marker, at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
+constexpr char kFullReadBack[] = "FROM pg_catalog.pg_settings";
+constexpr char kNamedReadBack[] = "SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES";
+
+// Settings the server reports need no read-back: their ParameterStatus messages already carry
+// the new values, so an app that sets application_name per request pays no round trip for it.
+// Settings SET by name are read back by name, without pg_settings (0.4 ms of server time).
+TEST_F(SessionStateTest, ReportedSettingsAreNotReadBackAndNamedOnesCheaply) {
+  StartWith("  size: 1\n");
+  // Before the pool's first server connection, which is opened for the first query.
+  ASSERT_TRUE(pg_->ExecSuper("ALTER DATABASE app SET log_statement = 'all'").ok());
+  PgConn a = Client();
+  PgConn b = Client();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        Exec(a.get(), Cat("SET application_name = 'req-", i, "'; SET TIME ZONE 'Asia/Tokyo'"))
+            .ok());
+  }
+  ASSERT_TRUE(
+      Exec(a.get(), "BEGIN; RESET DateStyle; SET SESSION IntervalStyle = iso_8601; COMMIT").ok());
+  EXPECT_EQ(LoggedStatements(*pg_, kFullReadBack) + LoggedStatements(*pg_, kNamedReadBack), 0u);
+  // They still follow their client, as before.
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW application_name"), "");
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW TimeZone"), "Etc/UTC");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW application_name"), "req-2");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW TimeZone"), "Asia/Tokyo");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW IntervalStyle"), "iso_8601");
+
+  // Unreported ones SET by name are read back by name.
+  ASSERT_TRUE(Exec(a.get(),
+                   "SET application_name = 'x'; SET work_mem = '64MB'; SET ROLE app; "
+                   "SET app.tenant = 7")
+                  .ok());
+  EXPECT_EQ(LoggedStatements(*pg_, kNamedReadBack), 1u);
+  EXPECT_EQ(LoggedStatements(*pg_, kFullReadBack), 0u);
+  EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+  // (Reset on b's behalf, a custom setting stays defined, as an empty string.)
+  EXPECT_EQ(*QueryValue(b.get(), "SELECT coalesce(current_setting('app.tenant', true), '')"), "");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "64MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT current_setting('app.tenant')"), "7");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW application_name"), "x");
+
+  // A RESET may return a setting to a default, which only pg_settings tells apart.
+  ASSERT_TRUE(Exec(a.get(), "RESET work_mem").ok());
+  EXPECT_EQ(LoggedStatements(*pg_, kFullReadBack), 1u);
+  EXPECT_EQ(*QueryValue(b.get(), "SET work_mem = '8MB'; SHOW work_mem"), "8MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "4MB");
+  EXPECT_EQ(*QueryValue(a.get(), "SELECT current_setting('app.tenant')"), "7");
+}
+
 TEST_F(SessionStateTest, AClientsSettingsAreRestoredOnADifferentServer) {
   StartWith("  size: 2\n");
   PgConn a = Client();
@@ -233,9 +293,8 @@ TEST_F(SessionStateTest, ClientGoneAfterASetLeavesNoSettingBehind) {
   StartWith("  size: 1\n");
   // The SETs commit, and the client vanishes during the query after them, before the settings
   // could be read back: the connection is reset (DISCARD ALL) before anyone else gets it.
-  RunAndKillChild(
-      "BEGIN; SET work_mem = '64MB'; SET app.tenant = '9'; COMMIT; SELECT pg_sleep(10)",
-      /*async=*/true);
+  RunAndKillChild("BEGIN; SET work_mem = '64MB'; SET app.tenant = '9'; COMMIT; SELECT pg_sleep(10)",
+                  /*async=*/true);
   PgConn b = Client();
   EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
   EXPECT_EQ(*QueryValue(b.get(), "SELECT coalesce(current_setting('app.tenant', true), '')"), "");

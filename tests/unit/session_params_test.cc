@@ -140,6 +140,34 @@ TEST(SessionParamsTest, ReadBackReplacesUnreportedSettingsAndKeepsReportedOnes) 
   EXPECT_EQ(*ParamsAfterReadBack(current, reported, rows).Get("role"), "writer");
 }
 
+TEST(SessionParamsTest, ANamedReadBackAsksForTheNamedSettingsOnly) {
+  EXPECT_EQ(ReadBackNamedSql({"search_path", "it's.x"}),
+            "SELECT n, pg_catalog.current_setting(n, true) FROM "
+            "(VALUES (E'search_path'), (E'it''s.x')) AS v(n)");
+}
+
+TEST(SessionParamsTest, ANamedReadBackUpdatesTheNamedSettingsAndKeepsTheRest) {
+  ParamSet reported;
+  reported.Set("application_name", "");
+  ParamSet current;
+  current.Set("application_name", "app");  // from a ParameterStatus: kept
+  current.Set("work_mem", "64MB");         // not named: kept
+  current.Set("search_path", "old");
+  current.Set("role", "writer");
+  current.Set("app.gone", "1");
+  std::vector<ReadBackRow> rows = {
+      {"application_name", "stale"},
+      {"search_path", "tenant_7, public"},
+      {"role", "none"},
+      {"app.gone", std::nullopt},
+      {"app.tenant", "42"},
+      {"transaction_isolation", "serializable"},
+  };
+  EXPECT_THAT(ParamsAfterNamedReadBack(current, reported, rows).entries(),
+              ElementsAre(Pair("app.tenant", "42"), Pair("application_name", "app"),
+                          Pair("search_path", "tenant_7, public"), Pair("work_mem", "64MB")));
+}
+
 TEST(SessionParamsTest, QuotingSurvivesQuotesAndBackslashes) {
   EXPECT_EQ(QuoteLiteral("it's"), "E'it''s'");
   EXPECT_EQ(QuoteLiteral("a\\b"), "E'a\\\\b'");

@@ -97,6 +97,32 @@ TEST(SessionSqlTest, CustomSettingNamesAreCollectedLowerCased) {
               IsEmpty());
 }
 
+TEST(SessionSqlTest, NamedSetsAndResetsListTheirNames) {
+  SessionChanges c = ScanSessionChanges(
+      "SET application_name = 'req 1'; set session TimeZone to 'UTC'; SET TIME ZONE LOCAL; "
+      "RESET \"DateStyle\"; SET ROLE reader; RESET ALL; SET app.Tenant = 1");
+  EXPECT_FALSE(c.unnamed);
+  EXPECT_TRUE(c.reset);
+  EXPECT_FALSE(ScanSessionChanges("SET search_path = a; SET ROLE r").reset);
+  EXPECT_THAT(c.set_names, ElementsAre("application_name", "timezone", "datestyle", "role", "all",
+                                       "app.tenant"));
+  EXPECT_THAT(c.custom_names, ElementsAre("app.tenant"));
+  EXPECT_THAT(ScanSessionChanges("SET LOCAL work_mem = 1; SELECT 1").set_names, IsEmpty());
+}
+
+TEST(SessionSqlTest, ChangesNoNameTellsAreUnnamed) {
+  for (const char* sql : {"DISCARD ALL", "DO $$ BEGIN END $$",
+                          "SELECT set_config('a.b', 'c', false)", "SET SESSION AUTHORIZATION bob",
+                          "SET SESSION CHARACTERISTICS AS "
+                          "TRANSACTION READ ONLY",
+                          "SET ( x", "SET app. = 1", "SET application_name = 'x'; DISCARD ALL"}) {
+    SessionChanges c = ScanSessionChanges(sql);
+    EXPECT_TRUE(c.settings) << sql;
+    EXPECT_TRUE(c.unnamed) << sql;
+  }
+  EXPECT_FALSE(ScanSessionChanges("SET search_path = a").unnamed);
+}
+
 TEST(SessionSqlTest, TheQuickCheckLooksOnlyWhereAStatementMayStart) {
   for (std::string_view sql :
        {"SET x = 1", "  reset all", "BEGIN;SET search_path = a", "-- note\nSET a.b = 1",
