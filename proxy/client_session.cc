@@ -1144,9 +1144,7 @@ bool ClientSession::ReportedOnly(const sql::SessionChanges& found) const {
   if (found.unnamed || attached_ == nullptr || attached_->reported == nullptr) return false;
   for (const std::string& name : found.set_names) {
     const std::string canonical = pool::CanonicalParamName(name);
-    // SET session_authorization also resets the role, which is not reported.
-    if (attached_->reported->Get(canonical) == nullptr || pool::IsReadOnlyParam(canonical) ||
-        canonical == "session_authorization") {
+    if (attached_->reported->Get(canonical) == nullptr || pool::IsReadOnlyParam(canonical)) {
       return false;
     }
   }

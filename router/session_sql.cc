@@ -241,6 +241,8 @@ void ReadSettingName(Lexer& lex, SessionChanges* out) {
     name += '.';
     name += lex.Next().NameText();
   }
+  // session_authorization also resets the role: what changes is more than the name says.
+  if (name == "session_authorization") out->unnamed = true;
   AddName(&out->set_names, name);
   AddCustomName(out, std::move(name));
 }

@@ -19,7 +19,8 @@ struct SessionChanges {
   // True when it has a RESET (which may return a setting to a default, not to a value).
   bool reset = false;
   // True when it may change settings that no name above tells: DISCARD, DO, set_config(), SET
-  // SESSION AUTHORIZATION or CHARACTERISTICS, or a SET this scan cannot read a name from.
+  // SESSION AUTHORIZATION (or session_authorization) or CHARACTERISTICS, or a SET this scan
+  // cannot read a name from.
   bool unnamed = false;
   // Dotted (custom, "placeholder") setting names it sets or resets by name, lower-cased:
   // PostgreSQL lists those nowhere, so whoever wants to read them back must know their names.

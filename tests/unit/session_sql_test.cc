@@ -111,11 +111,12 @@ TEST(SessionSqlTest, NamedSetsAndResetsListTheirNames) {
 }
 
 TEST(SessionSqlTest, ChangesNoNameTellsAreUnnamed) {
-  for (const char* sql : {"DISCARD ALL", "DO $$ BEGIN END $$",
-                          "SELECT set_config('a.b', 'c', false)", "SET SESSION AUTHORIZATION bob",
-                          "SET SESSION CHARACTERISTICS AS "
-                          "TRANSACTION READ ONLY",
-                          "SET ( x", "SET app. = 1", "SET application_name = 'x'; DISCARD ALL"}) {
+  for (const char* sql :
+       {"DISCARD ALL", "DO $$ BEGIN END $$", "SELECT set_config('a.b', 'c', false)",
+        "SET SESSION AUTHORIZATION bob", "SET session_authorization = bob",
+        "SET SESSION CHARACTERISTICS AS "
+        "TRANSACTION READ ONLY",
+        "SET ( x", "SET app. = 1", "SET application_name = 'x'; DISCARD ALL"}) {
     SessionChanges c = ScanSessionChanges(sql);
     EXPECT_TRUE(c.settings) << sql;
     EXPECT_TRUE(c.unnamed) << sql;
