@@ -1,9 +1,12 @@
-// Bridges std::string_view and Debian's Abseil (built with its own absl::string_view), plus small helpers.
+// Bridges std::string_view and Debian's Abseil (built with its own absl::string_view), plus small
+// helpers.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -75,6 +78,15 @@ std::string Join(const Container& parts, std::string_view sep) {
     out.append(std::string_view(p));
   }
   return out;
+}
+
+// Appends `value` to `list` unless an equal element is there already (for short lists, such as
+// the setting names a session has named).
+template <typename T, typename V>
+void AppendIfAbsent(std::vector<T>* list, V&& value) {
+  if (std::find(list->begin(), list->end(), value) == list->end()) {
+    list->push_back(std::forward<V>(value));
+  }
 }
 
 inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

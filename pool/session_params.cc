@@ -145,31 +145,34 @@ ParamPlan PlanParams(const ParamSet& client, const ParamSet& server) {
   return plan;
 }
 
+namespace {
+
+// The rows (name, current_setting(name, true)) for each of `names`: NULL where a custom setting
+// does not exist.
+template <typename Names>
+std::string CurrentSettingsSql(const Names& names) {
+  std::vector<std::string> values;
+  for (std::string_view name : names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
+  return Cat("SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ", Join(values, ", "),
+             ") AS v(n)");
+}
+
+}  // namespace
+
 std::string ReadBackSql(const ParamSet& current, const std::vector<std::string>& custom_names) {
   std::string sql =
       "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
       "UNION ALL SELECT 'role', pg_catalog.current_setting('role')";
   std::vector<std::string_view> names(custom_names.begin(), custom_names.end());
   for (const auto& [name, value] : current.entries()) {
-    if (name.find('.') != std::string::npos &&
-        std::find(names.begin(), names.end(), name) == names.end()) {
-      names.push_back(name);
-    }
+    if (name.find('.') != std::string::npos) AppendIfAbsent(&names, std::string_view(name));
   }
-  if (!names.empty()) {
-    std::vector<std::string> values;
-    for (std::string_view name : names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
-    Append(&sql, " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ",
-           Join(values, ", "), ") AS v(n)");
-  }
+  if (!names.empty()) Append(&sql, " UNION ALL ", CurrentSettingsSql(names));
   return sql;
 }
 
 std::string ReadBackNamedSql(const std::vector<std::string>& names) {
-  std::vector<std::string> values;
-  for (const std::string& name : names) values.push_back(Cat("(", QuoteLiteral(name), ")"));
-  return Cat("SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ", Join(values, ", "),
-             ") AS v(n)");
+  return CurrentSettingsSql(names);
 }
 
 namespace {

@@ -69,15 +69,6 @@ bool IsForwardable(char type) {
   }
 }
 
-// Appends each of `more` that `names` lacks.
-void AddNames(std::vector<std::string>* names, std::vector<std::string> more) {
-  for (auto& name : more) {
-    if (std::find(names->begin(), names->end(), name) == names->end()) {
-      names->push_back(std::move(name));
-    }
-  }
-}
-
 bool IsFalse(std::string_view v) {
   std::string s = ToLowerAscii(v);
   return s == "false" || s == "0" || s == "off" || s == "no";
@@ -654,11 +645,13 @@ Task<bool> ClientSession::ReadBackSettings() {
   read_back_due_ = false;
   ServerConn* server = attached_;
   // Only what the SQL SET by name, when that is all it did; else every session-level setting.
+  static const std::vector<std::string> kNoNames;
+  static const pool::ParamSet kNoParams;
   const bool named = watch_ != nullptr && !watch_->full && !watch_->named.empty();
   std::string messages = wire::Encode(wire::fe::Query{
       named ? pool::ReadBackNamedSql(watch_->named)
-            : pool::ReadBackSql(*server->params, watch_ != nullptr ? watch_->custom_names
-                                                                   : std::vector<std::string>())});
+            : pool::ReadBackSql(*server->params,
+                                watch_ != nullptr ? watch_->custom_names : kNoNames)});
   if (watch_ != nullptr) {
     watch_->named.clear();
     watch_->full = false;
@@ -685,8 +678,7 @@ Task<bool> ClientSession::ReadBackSettings() {
       read.emplace_back(std::move(*row.values[0]), std::move(row.values[1]));
     }
   }
-  const pool::ParamSet& reported =
-      server->reported != nullptr ? *server->reported : pool::ParamSet();
+  const pool::ParamSet& reported = server->reported != nullptr ? *server->reported : kNoParams;
   params_ = pool_->Intern(std::make_shared<pool::ParamSet>(
       named ? pool::ParamsAfterNamedReadBack(*server->params, reported, read)
             : pool::ParamsAfterReadBack(*server->params, reported, read)));
@@ -1118,11 +1110,11 @@ void ClientSession::WatchSql(std::string_view sql, const std::string_view* state
     if (changes) {
       settings_may_change_ = true;
       if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
-      AddNames(&watch_->custom_names, std::move(found.custom_names));
+      for (auto& name : found.custom_names) AppendIfAbsent(&watch_->custom_names, std::move(name));
       if (found.unnamed || found.reset) {
         watch_->full = true;
       } else {
-        AddNames(&watch_->named, std::move(found.set_names));
+        for (auto& name : found.set_names) AppendIfAbsent(&watch_->named, std::move(name));
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <utility>
 
+#include "common/strings.h"
 #include "router/sql_parser.h"
 
 namespace shardyard::sql {
@@ -210,15 +211,9 @@ class Lexer {
   bool has_peeked_ = false;
 };
 
-void AddName(std::vector<std::string>* names, std::string name) {
-  if (std::find(names->begin(), names->end(), name) == names->end()) {
-    names->push_back(std::move(name));
-  }
-}
-
 // A custom setting's name: built-in settings are listed by the server, custom ones nowhere.
 void AddCustomName(SessionChanges* out, std::string name) {
-  if (name.find('.') != std::string::npos) AddName(&out->custom_names, std::move(name));
+  if (name.find('.') != std::string::npos) AppendIfAbsent(&out->custom_names, std::move(name));
 }
 
 // After SET or RESET: reads a setting name (possibly dotted) and records it.
@@ -243,7 +238,7 @@ void ReadSettingName(Lexer& lex, SessionChanges* out) {
   }
   // session_authorization also resets the role: what changes is more than the name says.
   if (name == "session_authorization") out->unnamed = true;
-  AddName(&out->set_names, name);
+  AppendIfAbsent(&out->set_names, name);
   AddCustomName(out, std::move(name));
 }
 
