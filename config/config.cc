@@ -285,12 +285,17 @@ void ReadEndpoint(Validator& v, const YamlNode& node, const std::string& path, E
   out->port = static_cast<uint16_t>(port);
 }
 
+constexpr std::pair<std::string_view, bool> kBooleanNames[] = {
+    {"true", true}, {"false", false}, {"on", true}, {"off", false}, {"yes", true}, {"no", false}};
+constexpr std::span<const std::pair<std::string_view, bool>> kBooleans(kBooleanNames);
+
 void ReadPool(Validator& v, const YamlNode& node, PoolSettings* p) {
-  auto s = v.OpenMap(node, "pool",
-                     {"mode", "size", "min_size", "reserve_size", "reserve_timeout",
-                      "max_client_connections", "max_db_connections", "query_wait_timeout",
-                      "server_connect_timeout", "server_login_retry", "server_idle_timeout",
-                      "server_lifetime", "client_idle_timeout", "idle_transaction_timeout"});
+  auto s = v.OpenMap(
+      node, "pool",
+      {"mode", "size", "min_size", "reserve_size", "reserve_timeout", "max_client_connections",
+       "max_db_connections", "query_wait_timeout", "server_connect_timeout", "server_login_retry",
+       "server_idle_timeout", "server_lifetime", "client_idle_timeout", "idle_transaction_timeout",
+       "pipelining"});
   if (!s) return;
   v.ReadEnum<PoolMode>(*s, "mode", kPoolModes, &p->mode);
   constexpr int64_t kMaxConns = 100000;
@@ -307,6 +312,7 @@ void ReadPool(Validator& v, const YamlNode& node, PoolSettings* p) {
   v.ReadDuration(*s, "server_lifetime", true, &p->server_lifetime);
   v.ReadDuration(*s, "client_idle_timeout", true, &p->client_idle_timeout);
   v.ReadDuration(*s, "idle_transaction_timeout", true, &p->idle_transaction_timeout);
+  v.ReadEnum<bool>(*s, "pipelining", kBooleans, &p->pipelining);
   if (p->min_size > p->size) {
     const YamlNode* n = s->Get("min_size");
     v.Error(n ? n->line : s->line(), "pool.min_size",

@@ -74,6 +74,9 @@ struct PoolSettings {
   Duration server_lifetime = std::chrono::seconds(3600);
   Duration client_idle_timeout = Duration(0);       // 0 = never
   Duration idle_transaction_timeout = Duration(0);  // 0 = never
+  // Transaction mode: a waiting client's plain statement is written behind a busy server's
+  // last one, so the server finds it waiting (see docs/config.md).
+  bool pipelining = true;
   bool operator==(const PoolSettings&) const = default;
 };
 

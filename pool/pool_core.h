@@ -54,6 +54,7 @@ struct PoolLimits {
   Duration server_idle_timeout = std::chrono::seconds(600);
   Duration server_lifetime = std::chrono::seconds(3600);
   Duration server_login_retry = std::chrono::seconds(1);
+  bool pipelining = true;  // config pool.pipelining
 };
 
 // A waiter on another worker gets a released connection before a same-worker waiter once it
@@ -120,6 +121,17 @@ class PoolCore {
     idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(pick));
     ++active_;
     return CheckoutResult{CheckoutResult::Kind::kGranted, chosen.server, {}, chosen.since};
+  }
+
+  // Pipelining: the waiter that a server on `home` would go to next, if that waiter is on
+  // `home` too. It gets a server still busy with its last request (already counted active).
+  std::optional<Waiter> TakeFollower(int home) {
+    if (!limits_.pipelining || waiters_.empty()) return std::nullopt;
+    auto it = PickWaiter(home);
+    if (it->home != home) return std::nullopt;
+    Waiter w = it->waiter;
+    waiters_.erase(it);
+    return w;
   }
 
   // A client is done with a clean, reusable server connection living on `home`.
@@ -228,6 +240,10 @@ class PoolCore {
   int connecting() const { return connecting_; }
   int active() const { return active_; }
   int idle() const { return static_cast<int>(idle_.size()); }
+  // Whether a connection created at `created` is closed the next time it is returned.
+  bool PastLifetime(TimePoint created, TimePoint now) const {
+    return limits_.server_lifetime.count() > 0 && now - created >= limits_.server_lifetime;
+  }
   int waiting() const { return static_cast<int>(waiters_.size()); }
   bool blocked_by_gate() const { return blocked_by_gate_; }
   // How long the longest-waiting client has waited.
@@ -274,7 +290,7 @@ class PoolCore {
 
   // Gives a usable server to a waiter, or parks it idle, or closes it if surplus.
   void Offer(Server server, int home, TimePoint created, TimePoint now, Actions& actions) {
-    if (limits_.server_lifetime.count() > 0 && now - created >= limits_.server_lifetime) {
+    if (PastLifetime(created, now)) {
       actions.closes.emplace_back(server, CloseReason::kServerLifetime);
       Uncount();
       OpenForWaiters(now, limits_.size, actions);

@@ -127,8 +127,19 @@ void ClientSession::Cancel(absl::AnyInvocable<void() &&> done) {
       self->pool_->CancelWait(*self->waiter_,
                               PgErrorStatus(absl::StatusCode::kCancelled, sqlstate::kQueryCanceled,
                                             "canceling statement due to user request"));
+    } else if (self->following_) {
+      // The server still runs the lead's request: the cancel waits for this client's turn.
+      if (self->deferred_cancel_ != nullptr) {  // a second one: the first is as good
+        std::move(done)();
+        return;
+      }
+      self->deferred_cancel_ = std::make_unique<absl::AnyInvocable<void() &&>>(std::move(done));
+      return;
     } else if (self->attached_ != nullptr && (self->pending_ready_ > 0 || self->unsynced_)) {
-      return self->pool_->ForwardCancel(self->attached_, std::move(done));
+      ServerConn* server = self->attached_;
+      if (server->lead == self.get()) server->lead_cancelled = true;
+      if (self->exposure_ != nullptr) self->own_cancel_ = true;  // its 57014 is its own
+      return self->pool_->ForwardCancel(server, std::move(done));
     } else {
       SY_LOG_DEBUG("%s cancel request dropped: no request in progress", self->Describe());
     }
@@ -142,7 +153,8 @@ void ClientSession::Shutdown(bool immediate) {
     if (immediate) self->shutdown_now_ = true;
     if (immediate || self->attached_ == nullptr || self->mode_ == config::PoolMode::kSession) {
       self->WakeMain();
-      if (immediate && self->attached_ != nullptr) {
+      // (A follower's server still serves the lead: its pump is not this session's to stop.)
+      if (immediate && self->attached_ != nullptr && !self->following_) {
         error_code ignored;
         self->attached_->socket().cancel(ignored);
       }
@@ -862,6 +874,8 @@ bool ClientSession::AttachFast(ServerConn* server, absl::Status status, size_t r
 }
 
 void ClientSession::ForwardFast(size_t run) {
+  may_lead_ = pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle &&
+              attached_->lead == nullptr && Pipelinable(run);
   std::string_view data = in_.data();
   for (size_t at = 0; at < run;) {
     wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
@@ -890,6 +904,10 @@ void ClientSession::WaitForServer() {
 
 void ClientSession::OnGranted(ServerConn* server, absl::Status status) {
   waiter_ = nullptr;
+  if (server != nullptr && server->follow_grant) {
+    server->follow_grant = false;
+    return Follow(server);
+  }
   if (finished_) {  // not expected: nothing ends a session while it waits for a server
     if (server != nullptr) pool_->Release(server);
     return;
@@ -900,6 +918,266 @@ void ClientSession::OnGranted(ServerConn* server, absl::Status status) {
     if (server == nullptr) return WaitForServer();
   }
   if (!AttachFast(server, std::move(status), FastRun())) SpawnActivation(WaitResult::kInputRead);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelining
+
+namespace {
+
+// Replies a follower exposed to the lead's cancel holds back, at most; past this it waits for
+// the cancel to land and then relays them (see ResolveExposure).
+constexpr size_t kMaxHeldReplies = size_t{1} << 20;
+
+// Runs a held cancel's completion, if there is one.
+void Done(std::unique_ptr<absl::AnyInvocable<void() &&>> done) {
+  if (done != nullptr) (std::move(*done))();
+}
+
+std::string_view CStringAt(std::string_view body, size_t at) {
+  std::string_view rest = body.substr(std::min(at, body.size()));
+  return rest.substr(0, rest.find('\0'));
+}
+
+}  // namespace
+
+bool ClientSession::Pipelinable(size_t run) const {
+  if (mode_ != config::PoolMode::kTransaction || run == 0 || run != in_.size()) return false;
+  std::string_view data = in_.data();
+  wire::Frame f = wire::ParseFrame(data, max_message_size_);
+  if (f.type == 'Q') return f.size == run && sql::IsPlainDataStatement(CStringAt(f.body, 0));
+  // Parse of the unnamed statement, Bind of it to the unnamed portal, perhaps Describe,
+  // Execute of all rows, Sync: what drivers send for a statement with parameters.
+  if (f.type != 'P' || f.body.empty() || f.body[0] != '\0' ||
+      !sql::IsPlainDataStatement(CStringAt(f.body, 1))) {
+    return false;
+  }
+  size_t at = f.size;
+  auto next = [&]() {
+    f = wire::ParseFrame(data.substr(at, run - at), max_message_size_);
+    if (f.kind != wire::Frame::Kind::kMessage) return false;
+    at += f.size;
+    return true;
+  };
+  if (!next() || f.type != 'B' || f.body.size() < 2 || f.body[0] != '\0' || f.body[1] != '\0') {
+    return false;
+  }
+  if (!next()) return false;
+  if (f.type == 'D' && !next()) return false;
+  if (f.type != 'E' || f.body.size() != 5 || f.body != std::string_view("\0\0\0\0\0", 5)) {
+    return false;
+  }
+  return next() && f.type == 'S' && at == run;
+}
+
+bool ClientSession::LeadIfPossible() {
+  if (!std::exchange(may_lead_, false)) return false;
+  ServerConn* server = attached_;
+  if (server == nullptr || !in_.empty() || settings_may_change_ || pending_ready_ != 1 ||
+      unsynced_ || skip_ready_ > 0 || exposure_ != nullptr || server->lead != nullptr ||
+      server->follow_grant || server->follower != nullptr || !server->usable()) {
+    return false;
+  }
+  server->lead = this;
+  if (!pool_->PipelineTo(server, worker_)) {
+    server->lead = nullptr;
+    return false;
+  }
+  client_paused_ = true;
+  return true;
+}
+
+void ClientSession::Follow(ServerConn* server) {
+  if (server->lead == nullptr) return TakeOver(server);  // the lead is done already
+  if (finished_) return;  // declined: the lead releases the server as usual
+  following_ = true;
+  client_paused_ = true;  // already: a waiting client's socket is not read
+  server->follower = shared_from_this();
+  const size_t run = FastRun();
+  if (server->lead_cancelled || PendingEnd() || params_ != server->params || !Pipelinable(run)) {
+    return;  // the request goes out once the server is this client's (TakeOver)
+  }
+  SY_LOG_DEBUG("%s request pipelined behind C-%d on S-%d", Describe(), server->lead->id(),
+               server->id());
+  may_lead_ = true;  // for when it takes over
+  attached_ = server;
+  server_tx_ = TxStatus::kIdle;
+  pending_ready_ = 0;
+  unsynced_ = false;
+  copy_in_ = false;
+  std::string_view data = in_.data();
+  for (size_t at = 0; at < run;) {
+    wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
+    CountForwarded(f.type, f.body);
+    at += f.size;
+  }
+  follow_sent_ = true;
+  follow_writing_ = true;
+  follow_run_ = static_cast<uint32_t>(run);
+  asio::async_write(
+      server->socket(), asio::buffer(data.data(), run),
+      [self = shared_from_this()](const error_code& ec, size_t) { self->OnFollowSent(ec); });
+}
+
+void ClientSession::OnFollowSent(const error_code& ec) {
+  follow_writing_ = false;
+  if (ec) {
+    attached_->set_unusable();  // the lead's pump fails on it too, and hands it over
+    if (server_failed_.ok()) {
+      server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                                     "server connection lost", ec.message());
+    }
+  }
+  if (std::exchange(takeover_due_, false)) TakeOver(attached_);
+}
+
+bool ClientSession::HandOver(ServerConn* server) {
+  server->lead = nullptr;
+  if (server->follower == nullptr && !server->follow_grant) return false;  // nobody follows
+  server->skip_ready = pending_ready_;  // 0 unless this client left before its reply ended
+  if (server->follower != nullptr) {
+    std::shared_ptr<ClientSession> next = std::move(server->follower);
+    asio::post(next->executor_, [next, server] { next->TakeOver(server); });
+  }
+  // Else the grant is on its way: Follow finds no lead and takes over.
+  return true;
+}
+
+void ClientSession::TakeOver(ServerConn* server) {
+  if (follow_writing_) {
+    takeover_due_ = true;  // OnFollowSent takes over
+    return;
+  }
+  following_ = false;
+  own_cancel_ = false;
+  const int skip = std::exchange(server->skip_ready, 0);
+  const bool lead_cancelled = std::exchange(server->lead_cancelled, false);
+  const bool exposed = lead_cancelled && follow_sent_;
+  std::unique_ptr<absl::AnyInvocable<void()&&>> cancel = std::move(deferred_cancel_);
+  if (!follow_sent_) {
+    // Nothing of this client's on the server yet.
+    if (skip > 0 || !server->usable() || !server->relay_buf.empty() || finished_) {
+      // The lead left mid-reply: the server goes back through a reset, and this client waits
+      // for one like any other.
+      if (!server->relay_buf.empty()) server->set_unusable();
+      if (!server->usable()) {
+        pool_->Discard(server, CloseReason::kServerIoError);
+      } else {
+        pool_->ResetAndRelease(server,
+                               ResetState{skip, false, false, false, server->relay_scanner});
+      }
+      Done(std::move(cancel));
+      if (finished_) return;
+      client_paused_ = false;
+      if (!FastForward()) SpawnActivation(WaitResult::kInputRead);
+      return;
+    }
+    client_paused_ = false;
+    if (lead_cancelled) {
+      // The lead's cancel may still be on its way: like a released server, this one takes
+      // nothing new until it has landed.
+      Spawn(
+          executor_,
+          [self = shared_from_this(), server, cancel = std::move(cancel)]() mutable -> Task<> {
+            co_await self->pool_->CancelsLanded(server);
+            Done(std::move(cancel));  // nothing of its own ran yet: dropped
+            if (!self->AttachFast(server, absl::OkStatus(), self->FastRun())) {
+              co_await self->Activate(WaitResult::kInputRead);
+            }
+          },
+          "pipelining: after the lead's cancel");
+      return;
+    }
+    if (!AttachFast(server, absl::OkStatus(), FastRun())) SpawnActivation(WaitResult::kInputRead);
+    if (cancel != nullptr) {
+      if (attached_ != nullptr && pending_ready_ > 0 && !following_) {
+        pool_->ForwardCancel(attached_, std::move(*cancel));
+      } else {
+        Done(std::move(cancel));
+      }
+    }
+    return;
+  }
+  follow_sent_ = false;
+  skip_ready_ = skip;
+  if (skip > 0) {
+    SY_LOG_DEBUG("%s takes over S-%d: the client before it left, %d of its replies still to come",
+                 Describe(), server->id(), skip);
+  }
+  if (skip == 0) server->relay_scanner.Reset();  // else it goes on from where the lead stopped
+  if (cancel != nullptr) {
+    own_cancel_ = true;
+    pool_->ForwardCancel(server, std::move(*cancel));
+  }
+  if (!server->usable() && server_failed_.ok()) {
+    server_failed_ = PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
+                                   "server connection lost");
+  }
+  if (finished_) {           // not expected: a follower reads no client input, so nothing ends it
+    server->set_unusable();  // its reply is on the way and nobody will read it
+    attached_ = nullptr;
+    pool_->Discard(server, CloseReason::kServerIoError);
+    return;
+  }
+  if (!server_failed_.ok()) {
+    in_.Consume(follow_run_);
+    return ResumeClient();  // ends the session (PendingEnd)
+  }
+  if (exposed) {
+    // The request stays in in_ until its replies are known not to be the cancel's.
+    SY_LOG_DEBUG("%s holds its replies back: a cancel for the request before it may stop it",
+                 Describe());
+    exposure_ = std::make_unique<Exposure>();
+    may_lead_ = false;
+  } else {
+    in_.Consume(follow_run_);
+    if (!LeadIfPossible()) ResumeClient();
+  }
+  EnsurePump();
+}
+
+void ClientSession::ResumeClient() {
+  client_paused_ = false;
+  if (finished_) return;
+  if (PendingEnd()) return SpawnActivation(WaitResult::kInterrupted);
+  ArmClientWait();
+}
+
+Task<> ClientSession::ResolveExposure(bool at_end) {
+  ServerConn* server = attached_;
+  co_await pool_->CancelsLanded(server);
+  Exposure& x = *exposure_;
+  if (at_end && x.cancel_error && !own_cancel_ && server->usable() && !finished_) {
+    // A cancel meant for the previous client's request stopped this one: run it again.
+    SY_LOG_INFO("%s request stopped by the cancel of the request before it on S-%d: sent again",
+                Describe(), server->id());
+    exposure_.reset();
+    server->relay_buf.Clear();
+    server->relay_scanner.Reset();
+    server_tx_ = TxStatus::kIdle;
+    pending_ready_ = 0;
+    unsynced_ = false;
+    pump_running_ = false;
+    client_paused_ = false;
+    ForwardFast(follow_run_);  // consumes the request when written; the pump starts again
+    co_return;
+  }
+  own_cancel_ = false;
+  std::string held = std::move(x.held);
+  exposure_.reset();
+  in_.Consume(follow_run_);
+  if (!co_await WriteClient(held)) {
+    PumpStopped();  // and the session ends (client_write_failed_)
+    co_return;
+  }
+  if (at_end && ReadyToRelease()) {
+    pump_running_ = false;
+    ReleaseServer();
+    ResumeClient();
+    co_return;
+  }
+  ResumeClient();
+  PumpNext();
 }
 
 size_t ClientSession::FastRun() const {
@@ -928,12 +1206,12 @@ void ClientSession::OnForwarded(size_t bytes, const error_code& ec) {
     SpawnActivation(WaitResult::kInputRead);
     return;
   }
-  ArmClientWait();
+  if (!LeadIfPossible()) ArmClientWait();
   EnsurePump();
 }
 
 void ClientSession::EnsurePump() {
-  if (pump_running_ || attached_ == nullptr || read_back_due_) return;
+  if (pump_running_ || attached_ == nullptr || read_back_due_ || following_) return;
   pump_running_ = true;
   std::string leftover = attached_->TakeBuffered();
   if (!leftover.empty()) attached_->relay_buf.Append(leftover);
@@ -1238,6 +1516,27 @@ void ClientSession::OnPumpRead(const error_code& ec, size_t n, bool filled) {
 
 void ClientSession::PumpRelay() {
   cut_at_ = kNoCut;
+  handover_at_ = kNoCut;
+  if (skip_ready_ > 0) {
+    // The replies a departed lead still had coming: read and dropped.
+    ServerConn* server = attached_;
+    absl::Status st = server->relay_scanner.Scan(
+        server->relay_buf.data(), [this, server](char type, std::string_view body, size_t) {
+          if (type == 'Z' && --skip_ready_ == 0) server->relay_scanner.Stop();
+          if (type == 'S') {
+            server->OnParameterStatus(body);
+            server->params = pool_->Intern(server->params);
+          }
+        });
+    if (!st.ok()) {
+      server->set_unusable();
+      server_failed_ = st;
+      WakeMain();
+      return PumpStopped();
+    }
+    server->relay_buf.Consume(server->relay_scanner.scanned());
+    if (server->relay_buf.empty()) return PumpNext();
+  }
   absl::Status st = attached_->relay_scanner.Scan(
       attached_->relay_buf.data(),
       [this](char type, std::string_view body, size_t end) { OnServerMessage(type, body, end); });
@@ -1248,6 +1547,20 @@ void ClientSession::PumpRelay() {
     return PumpStopped();
   }
   std::string_view chunk = attached_->relay_buf.data();
+  if (handover_at_ != kNoCut) chunk = chunk.substr(0, handover_at_);  // the rest: the follower's
+  if (exposure_ != nullptr) {  // (a plain statement: no read-back or statement-mode cut)
+    exposure_->held.append(chunk);
+    attached_->relay_buf.Clear();
+    const bool at_end = ReadyToRelease();
+    if (at_end || exposure_->held.size() >= kMaxHeldReplies) {
+      Spawn(
+          executor_,
+          [self = shared_from_this(), at_end]() { return self->ResolveExposure(at_end); },
+          "pipelining exposure");
+      return;
+    }
+    return PumpNext();
+  }
   if (cut_at_ != kNoCut) {
     // What follows (the ReadyForQuery) is held back for the settings' read-back, or replaced
     // with the error that ends the session.
@@ -1266,7 +1579,11 @@ void ClientSession::PumpRelay() {
 
 void ClientSession::OnPumpWritten(const error_code& ec) {
   wire::ByteBuffer& buf = attached_->relay_buf;
-  buf.Clear();
+  if (handover_at_ != kNoCut) {
+    buf.Consume(std::exchange(handover_at_, kNoCut));  // what is left is the follower's
+  } else {
+    buf.Clear();
+  }
   // A standard block stays with the server for its next transaction (no allocation per
   // transaction); storage grown larger for a long leftover goes back at once.
   if (buf.capacity() > wire::ByteBuffer::kBlockSize) buf.ReleaseIfEmpty();
@@ -1287,6 +1604,7 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
     // (possibly on another worker).
     pump_running_ = false;
     ReleaseServer();
+    if (client_paused_) ResumeClient();  // it led: its next request may go out now
     RearmClientTimers();
     return;
   }
@@ -1306,14 +1624,28 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
 
 void ClientSession::PumpStopped() {
   // The server is still attached here: the session releases it once the pump has stopped.
-  wire::ByteBuffer& buf = attached_->relay_buf;
+  ServerConn* server = attached_;
+  wire::ByteBuffer& buf = server->relay_buf;
   if (!buf.empty()) {
-    // Read but never relayed (the session stopped first): where the stream stands is unknown,
-    // and no later client may see these bytes.
-    attached_->set_unusable();
-    buf.Clear();
+    if (server->lead == this && (server->follower != nullptr || server->follow_grant)) {
+      // This client's replies (scanned, not relayed) are dropped; the follower's, after its
+      // last ReadyForQuery, stay. The scan stops only there, so while replies are still owed,
+      // every byte here is this client's.
+      if (handover_at_ != kNoCut) {
+        buf.Consume(handover_at_);
+      } else if (pending_ready_ > 0) {
+        buf.Clear();
+      }
+    } else {
+      // Read but never relayed (the session stopped first): where the stream stands is
+      // unknown, and no later client may see these bytes.
+      server->set_unusable();
+      buf.Clear();
+    }
   }
+  handover_at_ = kNoCut;
   pump_running_ = false;
+  if (client_paused_ && !following_ && !stopping_) ResumeClient();  // the session ends
 }
 
 void ClientSession::OnServerMessage(char type, std::string_view body, size_t end) {
@@ -1330,6 +1662,21 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
         settings_may_change_ = false;
         read_back_due_ = true;
         cut_at_ = static_cast<uint32_t>(end - 6);
+      }
+      if (attached_->lead == this && pending_ready_ == 0 && !unsynced_ &&
+          (attached_->follower != nullptr || attached_->follow_grant)) {
+        if (server_tx_ == TxStatus::kIdle) {
+          // The follower's replies come next: the relay stops here and hands the server over.
+          handover_at_ = static_cast<uint32_t>(end);
+          attached_->relay_scanner.Stop();
+        } else {
+          // Cannot happen after a plain statement; were it to, the request behind must not run
+          // in this transaction: closing the connection rolls both back.
+          attached_->set_unusable();
+          server_failed_ = PgFatalStatus(absl::StatusCode::kInternal, sqlstate::kInternalError,
+                                         "pipelined statement left a transaction open");
+          if (end >= 6) cut_at_ = static_cast<uint32_t>(end - 6);
+        }
       }
       if (mode_ == config::PoolMode::kStatement && pending_ready_ == 0 && !unsynced_ &&
           server_tx_ != TxStatus::kIdle && server_failed_.ok()) {
@@ -1350,6 +1697,9 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
       if (err.ok() && wire::IsFatalSeverity(err->severity())) {
         server_sent_fatal_ = true;
         attached_->set_unusable();
+      }
+      if (exposure_ != nullptr && err.ok() && err->sqlstate() == sqlstate::kQueryCanceled) {
+        exposure_->cancel_error = true;
       }
       break;
     }
@@ -1375,7 +1725,7 @@ bool ClientSession::ReadyToRelease() const {
 void ClientSession::ReleaseServer() {
   ServerConn* server = attached_;
   attached_ = nullptr;
-  pool_->Release(server);
+  if (server->lead != this || !HandOver(server)) pool_->Release(server);
   // Idle clients hold no wait state (it is allocated again if the next transaction waits).
   if (fast_wait_ != nullptr && waiter_ == nullptr && !fast_wait_->handed_off) fast_wait_.reset();
   if (shutdown_requested_) WakeMain();
@@ -1542,6 +1892,9 @@ void ClientSession::ReleaseUnusedGrant() {
 void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
   finished_ = true;
   ReleaseUnusedGrant();
+  if (attached_ != nullptr && attached_->lead == this && HandOver(attached_)) {
+    attached_ = nullptr;  // the follower skips what is left of this client's replies
+  }
   if (attached_ != nullptr) {
     ServerConn* server = attached_;
     attached_ = nullptr;

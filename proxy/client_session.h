@@ -35,8 +35,12 @@ class Daemon;
 // runs on reactor callbacks alone: readability reads the client's request, checks out a server
 // (idle, or after a callback wait in the pool's queue) and forwards the request (FastForward),
 // and the pump relays the replies back (server → client) until ReadyForQuery 'I' releases the
-// server. Anything else — restoring settings, a failed or cancelled wait, messages Shardyard
-// answers itself, errors, the end — spawns an activation coroutine that handles it.
+// server. With clients waiting (transaction mode), a server still busy with one client's plain
+// statement is granted to the next waiter at once, whose plain statement is written behind it
+// (pipelining: the backend finds it waiting instead of going to sleep); the first client's pump
+// hands the server over at its ReadyForQuery. Anything else — restoring settings, a failed or
+// cancelled wait, messages Shardyard answers itself, errors, the end — spawns an activation
+// coroutine that handles it.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `socket` is bound to the event loop of worker `worker`.
@@ -155,6 +159,32 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Task<absl::Status> ApplyParams(ServerConn* server);
   void AdoptServerParams(ServerConn* server);
   void FailRequest(char type, const absl::Status& status);
+  // Pipelining (see ServerConn::lead). Whether the first `run` bytes of input are all of it and
+  // one plain statement (simple Query, or unnamed Parse/Bind/Execute/Sync) that leaves an idle
+  // server idle.
+  bool Pipelinable(size_t run) const;
+  // After a pipelinable request went out on a fresh transaction: grants the server to the next
+  // waiter on this worker, if any. True if it did (this client is then the lead: its own socket
+  // is not read until its reply is complete, so nothing of its own can get behind the follower).
+  bool LeadIfPossible();
+  // The grant of a server still busy with another client's (the lead's) request: writes this
+  // client's request behind it if that request is pipelinable, else waits for the hand-over.
+  void Follow(ServerConn* server);
+  void OnFollowSent(const error_code& ec);
+  // The lead is done with `server` (finished, or left early with `server->skip_ready` replies
+  // still to come): it is this client's now.
+  void TakeOver(ServerConn* server);
+  // The lead's side: `server` goes to the follower, or is left for the grant on its way. False
+  // (and no longer led) when nobody follows: the caller gives it back as usual.
+  bool HandOver(ServerConn* server);
+  // Reads the client again after pipelining paused it (or starts the activation that ends it).
+  void ResumeClient();
+  // A cancel the lead forwarded may stop this follower's request instead: its replies are held
+  // until the cancel has landed and they are complete; if they end in query_canceled (57014),
+  // the request is sent again, which is safe because a plain statement that was cancelled left
+  // nothing behind. `at_end`: the replies are complete (else the hold is full).
+  Task<> ResolveExposure(bool at_end);
+
   // The pump, server → client, as a chain of reactor callbacks (no coroutine frame): read from
   // the attached server, note the messages the session acts on, write to the client; it releases
   // the server once it is idle with nothing outstanding, or stops when the session stops.
@@ -239,6 +269,26 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // must find them on the next server it is lent.
   bool settings_may_change_ = false;  // forwarded SQL may have changed settings
   bool read_back_due_ = false;        // the pump held ReadyForQuery 'I' back for the read-back
+  // Pipelining state (see Follow and LeadIfPossible), laid out to fill the padding here. The
+  // rare part, a follower's exposure to the lead's cancel, is allocated when it happens.
+  bool client_paused_ = false;  // the client's socket is not read (lead or follower)
+  bool following_ = false;      // granted a server that is still the lead's
+  bool follow_sent_ = false;    // ... and this client's request is written behind the lead's
+  bool follow_writing_ = false;
+  bool takeover_due_ = false;      // the hand-over came while that write was still going
+  bool may_lead_ = false;          // the request ForwardFast is sending is pipelinable
+  uint32_t follow_run_ = 0;        // bytes of in_ written behind the lead (kept until taken over)
+  int skip_ready_ = 0;             // ReadyForQuery messages of a departed lead still to skip
+  uint32_t handover_at_ = kNoCut;  // the lead's replies end here in the relay buffer
+  bool own_cancel_ = false;        // this client asked for a cancel of the request it follows with
+  struct Exposure {
+    std::string held;           // replies held back
+    bool cancel_error = false;  // they include an ErrorResponse with SQLSTATE 57014
+  };
+  std::unique_ptr<Exposure> exposure_;
+  // A cancel for a request still waiting behind the lead's: forwarded once it runs.
+  std::unique_ptr<absl::AnyInvocable<void() &&>> deferred_cancel_;
+
   // Custom setting names the client set, and prepared statements whose SQL may change settings;
   // allocated for the clients that need them.
   struct SettingsWatch {

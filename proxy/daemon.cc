@@ -76,6 +76,7 @@ pool::PoolLimits LimitsFrom(const config::PoolSettings& s) {
   l.server_idle_timeout = s.server_idle_timeout;
   l.server_lifetime = s.server_lifetime;
   l.server_login_retry = s.server_login_retry;
+  l.pipelining = s.pipelining && s.mode == config::PoolMode::kTransaction;
   return l;
 }
 

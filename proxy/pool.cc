@@ -159,6 +159,20 @@ void Pool::ReleaseLocked(ServerConn* server, pool::TimePoint now, Core::Actions&
   core_.CheckIn(server, server->home(), server->created_at, now, actions);
 }
 
+bool Pool::PipelineTo(ServerConn* server, int home) {
+  // A connection due to retire (reload, lifetime) must come back to the pool to do so, which a
+  // chain of followers would never let it.
+  if (Outdated(server) || server->close_pending) return false;
+  std::unique_lock lock(mu_);
+  if (core_.PastLifetime(server->created_at, pool::Clock::now())) return false;
+  std::optional<Waiter*> w = core_.TakeFollower(home);
+  lock.unlock();
+  if (!w) return false;
+  server->follow_grant = true;
+  Complete((*w)->executor, std::move((*w)->handler), server, absl::OkStatus());
+  return true;
+}
+
 void Pool::Release(ServerConn* server) {
   Core::Actions actions;
   {

@@ -80,6 +80,11 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // waiting (a server may already be on its way to it).
   bool CancelWait(Waiter& waiter, const absl::Status& why);
 
+  // Pipelining: grants `server`, still busy with its client's last request, to the waiter
+  // next in line on `home` (posted; server->follow_grant is set until it arrives). False when
+  // pipelining is off or no waiter on `home` is next.
+  bool PipelineTo(ServerConn* server, int home);
+
   // Returns a clean server (ReadyForQuery 'I', nothing outstanding).
   void Release(ServerConn* server);
   // Closes a checked-out server that cannot be reused.

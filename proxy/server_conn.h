@@ -39,6 +39,8 @@ struct ScramClientKeys {
   crypto::Sha256Digest server_key{};
 };
 
+class ClientSession;
+
 class ServerConn {
  public:
   ServerConn(const Executor& executor, int home, uint64_t id,
@@ -99,6 +101,18 @@ class ServerConn {
   // The relay stops on the message types the client session acts on: ReadyForQuery,
   // ParameterStatus, ErrorResponse and the CopyIn/CopyBoth responses.
   wire::BackendScanner relay_scanner{"ZSEGW"};
+
+  // Pipelining (transaction mode; touched only on this connection's worker). While `lead`, a
+  // client session, still waits for the reply to its last request, the connection is already
+  // granted to the next client: follow_grant while that grant is on its way, then `follower`,
+  // whose request may already be written behind the lead's.
+  ClientSession* lead = nullptr;
+  std::shared_ptr<ClientSession> follower;
+  bool follow_grant = false;
+  // The lead forwarded a cancel: it may land on the request behind the lead's instead.
+  bool lead_cancelled = false;
+  // ReadyForQuery messages still owed to a lead that left early: the next owner skips them.
+  int skip_ready = 0;
 
   // Cancel requests sent for this connection and not yet finished; guarded by the pool's mutex.
   int cancels_in_flight = 0;

@@ -32,6 +32,15 @@ struct SessionChanges {
 // start: UPDATE ... SET is not looked at further). Callers scan only what passes it.
 bool MayChangeSettings(std::string_view sql);
 
+// Whether `sql` is one plain data statement that a server may run while the next client's request
+// already waits behind it: a single SELECT, INSERT, UPDATE, DELETE, VALUES, TABLE or WITH (no
+// ';' before its end, so no second statement: a ';' inside a literal makes it false too), and
+// nothing MayChangeSettings flags. Run alone, outside a transaction block, such a statement ends
+// in its own implicit transaction (the session is idle after it), and if it is cancelled it
+// leaves nothing behind, so it may be run again. A cheap check (no tokenizing) that errs towards
+// false: a leading comment, for one, makes it false.
+bool IsPlainDataStatement(std::string_view sql);
+
 // Scans `sql` (one or more statements, as in a simple Query or a Parse). Statements inside
 // string literals, comments and dollar-quoted bodies are not seen: a function that changes
 // settings when called is invisible here. `standard_conforming_strings` is the session's

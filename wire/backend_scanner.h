@@ -32,6 +32,11 @@ class BackendScanner {
   template <typename OnMessage>
   absl::Status Scan(std::string_view chunk, OnMessage&& on_message);
 
+  // Called from on_message: Scan returns right after this message (the rest is not scanned);
+  // scanned() then tells how far it got.
+  void Stop() { stop_ = true; }
+  size_t scanned() const { return scanned_; }
+
   // True when the bytes scanned so far end exactly at a message boundary.
   bool AtBoundary() const { return header_len_ == 0 && remaining_ == 0; }
   void Reset() {
@@ -76,12 +81,15 @@ class BackendScanner {
   uint8_t header_len_ = 0;  // header bytes held while a header is split across chunks
   char type_ = 0;
   bool capturing_ = false;
+  bool stop_ = false;
+  size_t scanned_ = 0;
 };
 
 template <typename OnMessage>
 absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message) {
   size_t i = 0;
   const size_t n = chunk.size();
+  stop_ = false;
   while (i < n) {
     if (remaining_ > 0) {
       // Inside a body.
@@ -92,6 +100,7 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
       if (remaining_ == 0 && capturing_) {
         capturing_ = false;
         Deliver(on_message, type_, std::string_view(capture_), i);
+        if (stop_) break;
       }
       continue;
     }
@@ -108,9 +117,11 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
         remaining_ = 0;
         capturing_ = false;
         Deliver(on_message, type, body, i);
+        if (stop_) break;
       } else if (remaining_ == 0 && capturing_) {
         capturing_ = false;
         Deliver(on_message, type, std::string_view(), i);
+        if (stop_) break;
       }
       continue;
     }
@@ -125,8 +136,11 @@ absl::Status BackendScanner::Scan(std::string_view chunk, OnMessage&& on_message
     if (remaining_ == 0 && capturing_) {
       capturing_ = false;
       Deliver(on_message, type_, std::string_view(), i);
+      if (stop_) break;
     }
   }
+  scanned_ = i;
+  stop_ = false;
   return absl::OkStatus();
 }
 

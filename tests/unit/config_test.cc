@@ -71,6 +71,22 @@ TEST(ConfigTest, DefaultsApplyAndServerDatabaseDefaultsToName) {
   EXPECT_EQ(r.config->auth_type, AuthType::kScramSha256);
   EXPECT_EQ(r.config->listen.port, 6432);
   EXPECT_EQ(r.config->tcp_defer_accept, std::chrono::seconds(45));
+  EXPECT_TRUE(r.config->pool.pipelining);
+}
+
+TEST(ConfigTest, PipeliningIsABoolean) {
+  for (const char* off : {"false", "off", "no", "FALSE"}) {
+    LoadResult r =
+        LoadConfigText(std::string("pool: {pipelining: ") + off + "}\n" +
+                           "users: [{name: u, password: p}]\n"
+                           "databases: [{name: d, shards: [{primary: {host: h, port: 1}}]}]\n",
+                       "t.yaml");
+    ASSERT_TRUE(r.config) << off;
+    EXPECT_FALSE(r.config->pool.pipelining) << off;
+  }
+  EXPECT_THAT(Errors("pool: {pipelining: sometimes}\nusers: []\ndatabases: []\n"),
+              ::testing::ElementsAre(HasSubstr("pool.pipelining: must be one of true, false, on, "
+                                               "off, yes, no (got \"sometimes\")")));
 }
 
 TEST(ConfigTest, DeferredAcceptCanBeTurnedOff) {

@@ -62,6 +62,43 @@ TEST_F(PoolCoreTest, NewConnectionsServeWaitersInArrivalOrder) {
   EXPECT_EQ(core.idle(), 0);
 }
 
+TEST_F(PoolCoreTest, AFollowerIsTheWaiterNextInLineOnTheServersWorker) {
+  Core core = Make();
+  Core::Actions a;
+  core.CheckOut(1, 0, now_, a);
+  core.CheckOut(2, 0, now_, a);
+  core.ConnectSucceeded(100, 0, now_, a);
+  core.ConnectSucceeded(101, 0, now_, a);
+  core.CheckOut(3, 1, now_, a);        // waits on worker 1
+  core.CheckOut(4, 0, now_ + 1ms, a);  // waits on worker 0
+  ASSERT_EQ(core.waiting(), 2);
+  EXPECT_EQ(core.TakeFollower(0), 4) << "first on worker 0, within the cross-worker grace";
+  EXPECT_EQ(core.TakeFollower(0), std::nullopt) << "waiter 3 is on another worker";
+  EXPECT_EQ(core.waiting(), 1);
+  EXPECT_EQ(core.active(), 2) << "a follower's server is still the lead's: counted once";
+  EXPECT_EQ(core.TakeFollower(1), 3);
+  EXPECT_EQ(core.TakeFollower(1), std::nullopt) << "nobody waits";
+}
+
+TEST_F(PoolCoreTest, NoFollowersWithPipeliningOffOrPastTheGrace) {
+  limits_.pipelining = false;
+  Core off = Make();
+  Core::Actions a;
+  off.CheckOut(1, 0, now_, a);
+  off.CheckOut(2, 0, now_, a);
+  EXPECT_EQ(off.TakeFollower(0), std::nullopt);
+  limits_.pipelining = true;
+  Core core = Make();
+  core.CheckOut(1, 1, now_, a);
+  core.CheckOut(2, 1, now_, a);
+  core.CheckOut(3, 1, now_, a);
+  core.CheckOut(4, 0, now_ + kCrossWorkerGrace + 1ms, a);
+  EXPECT_EQ(core.TakeFollower(0), std::nullopt)
+      << "the first in line, on worker 1, has waited longer than the grace";
+  EXPECT_TRUE(core.PastLifetime(now_, now_ + limits_.server_lifetime));
+  EXPECT_FALSE(core.PastLifetime(now_, now_ + limits_.server_lifetime - 1s));
+}
+
 TEST_F(PoolCoreTest, IdleServersAreReusedWarmestFirst) {
   Core core = Make();
   Core::Actions a;

@@ -200,5 +200,40 @@ TEST(SessionSqlTest, TheQuickCheckPassesEverythingTheScanFinds) {
   EXPECT_GT(changing, 5000);  // the pieces do make settings-changing SQL often
 }
 
+TEST(SessionSqlTest, PlainDataStatementsAreOneStatementOfTheDataKinds) {
+  for (const char* text : {"SELECT abalance FROM pgbench_accounts WHERE aid = 17;", "  select 1",
+                           "INSERT INTO t VALUES (1);;  ", "update t set a = 1", "DELETE FROM t",
+                           "values (1)", "TABLE t",
+                           "WITH x AS (SELECT 1) "
+                           "SELECT * FROM x",
+                           "SELECT 'a--b', \"x\" FROM t\n"}) {
+    EXPECT_TRUE(IsPlainDataStatement(text)) << text;
+  }
+  for (const char* text : {"",
+                           "  ;",
+                           "BEGIN",
+                           "SELECT 1; BEGIN",
+                           "SELECT 1; SELECT 2",
+                           "COMMIT",
+                           "START TRANSACTION",
+                           "COPY t FROM STDIN",
+                           "SET x = 1",
+                           "SELECT set_config('a.b', '1', false)",
+                           "SELECT 1;\nSET work_mem = 1",
+                           "SELECT ';'",
+                           "/* c */ SELECT 1",
+                           "-- c\nSELECT 1",
+                           "CALL p()",
+                           "DO $$ BEGIN END $$",
+                           "VACUUM t",
+                           "selective",
+                           "SELECTx 1",
+                           "LOCK TABLE t",
+                           "PREPARE TRANSACTION 'x'",
+                           "DISCARD ALL"}) {
+    EXPECT_FALSE(IsPlainDataStatement(text)) << text;
+  }
+}
+
 }  // namespace
 }  // namespace shardyard::sql
