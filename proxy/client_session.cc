@@ -69,6 +69,12 @@ bool IsForwardable(char type) {
   }
 }
 
+// The NUL-terminated string at `at` in a message body (empty past its end).
+std::string_view CStringAt(std::string_view body, size_t at) {
+  std::string_view rest = body.substr(std::min(at, body.size()));
+  return rest.substr(0, rest.find('\0'));
+}
+
 bool IsFalse(std::string_view v) {
   std::string s = ToLowerAscii(v);
   return s == "false" || s == "0" || s == "off" || s == "no";
@@ -873,15 +879,20 @@ bool ClientSession::AttachFast(ServerConn* server, absl::Status status, size_t r
   return false;
 }
 
-void ClientSession::ForwardFast(size_t run) {
-  may_lead_ = pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle &&
-              attached_->lead == nullptr && Pipelinable(run);
+void ClientSession::CountRun(size_t run) {
   std::string_view data = in_.data();
   for (size_t at = 0; at < run;) {
     wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
     CountForwarded(f.type, f.body);
     at += f.size;
   }
+}
+
+void ClientSession::ForwardFast(size_t run) {
+  may_lead_ = pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle &&
+              attached_->lead == nullptr && Pipelinable(run);
+  CountRun(run);
+  std::string_view data = in_.data();
   asio::async_write(attached_->socket(), asio::buffer(data.data(), run),
                     [self = shared_from_this(), run](const error_code& ec, size_t) {
                       self->OnForwarded(run, ec);
@@ -932,11 +943,6 @@ constexpr size_t kMaxHeldReplies = size_t{1} << 20;
 // Runs a held cancel's completion, if there is one.
 void Done(std::unique_ptr<absl::AnyInvocable<void() &&>> done) {
   if (done != nullptr) (std::move(*done))();
-}
-
-std::string_view CStringAt(std::string_view body, size_t at) {
-  std::string_view rest = body.substr(std::min(at, body.size()));
-  return rest.substr(0, rest.find('\0'));
 }
 
 }  // namespace
@@ -1005,12 +1011,8 @@ void ClientSession::Follow(ServerConn* server) {
   pending_ready_ = 0;
   unsynced_ = false;
   copy_in_ = false;
+  CountRun(run);
   std::string_view data = in_.data();
-  for (size_t at = 0; at < run;) {
-    wire::Frame f = wire::ParseFrame(data.substr(at), max_message_size_);
-    CountForwarded(f.type, f.body);
-    at += f.size;
-  }
   follow_sent_ = true;
   follow_writing_ = true;
   follow_run_ = static_cast<uint32_t>(run);
@@ -1359,17 +1361,13 @@ void ClientSession::WatchSettings(char type, std::string_view body) {
   if (mode_ == config::PoolMode::kSession) return;
   // Query: the SQL; Parse: the statement name, then its SQL; Bind: the portal, then the
   // statement.
-  auto cstring_at = [body](size_t at) {
-    std::string_view rest = body.substr(std::min(at, body.size()));
-    return rest.substr(0, rest.find('\0'));
-  };
-  std::string_view first = cstring_at(0);
+  std::string_view first = CStringAt(body, 0);
   if (type == 'Q') {
     WatchSql(first, nullptr);
   } else if (type == 'P') {
-    WatchSql(cstring_at(first.size() + 1), &first);
+    WatchSql(CStringAt(body, first.size() + 1), &first);
   } else if (type == 'B' && watch_ != nullptr && !watch_->statements.empty()) {
-    std::string_view statement = cstring_at(first.size() + 1);
+    std::string_view statement = CStringAt(body, first.size() + 1);
     const auto& watched = watch_->statements;
     if (std::find(watched.begin(), watched.end(), statement) != watched.end()) {
       settings_may_change_ = true;

@@ -142,6 +142,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Tracks what a message forwarded to the server makes it owe (ReadyForQuery, a Sync), and
   // whether it may change the session's settings.
   void CountForwarded(char type, std::string_view body);
+  // CountForwarded for each message of the first `run` bytes of input (whole messages).
+  void CountRun(size_t run);
   // Notes a forwarded Query, Parse or Bind that may change settings beyond its transaction
   // (transaction and statement modes; a session-mode client keeps its server).
   void WatchSettings(char type, std::string_view body);

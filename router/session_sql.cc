@@ -100,20 +100,21 @@ bool MayChangeSettings(std::string_view sql) {
 
 bool IsPlainDataStatement(std::string_view sql) {
   constexpr std::string_view kSpace = " \t\r\n\f\v";
+  constexpr std::string_view kSpaceOrSemicolon = " \t\r\n\f\v;";
   const size_t start = sql.find_first_not_of(kSpace);
   if (start == std::string_view::npos) return false;
   // One statement: any ';' must be the start of a trailing run of ';' and spaces.
   if (const size_t semi = sql.find(';', start); semi != std::string_view::npos) {
-    if (sql.find_first_not_of(";\t\r\n\f\v ", semi) != std::string_view::npos) return false;
+    if (sql.find_first_not_of(kSpaceOrSemicolon, semi) != std::string_view::npos) return false;
   }
   size_t end = start;
   while (end < sql.size() && IdentChar(sql[end])) ++end;
   const std::string_view word = sql.substr(start, end - start);
   static constexpr std::string_view kFirstWords[] = {"select", "insert", "update", "delete",
                                                      "values", "table",  "with"};
-  bool data = false;
-  for (std::string_view w : kFirstWords) data = data || EqualsLower(word, w);
-  return data && !MayChangeSettings(sql);
+  return std::any_of(std::begin(kFirstWords), std::end(kFirstWords),
+                     [word](std::string_view w) { return EqualsLower(word, w); }) &&
+         !MayChangeSettings(sql);
 }
 
 namespace {

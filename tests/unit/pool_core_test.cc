@@ -27,6 +27,13 @@ class PoolCoreTest : public ::testing::Test {
     limits_.reserve_timeout = 3s;
   }
   Core Make() { return Core("db/user@h:1", limits_, &gate_); }
+  // Waiters 1 and 2 on worker 0 check out, and get the new servers 100 and 101.
+  void LendTwo(Core& core, Core::Actions& a) {
+    core.CheckOut(1, 0, now_, a);
+    core.CheckOut(2, 0, now_, a);
+    core.ConnectSucceeded(100, 0, now_, a);
+    core.ConnectSucceeded(101, 0, now_, a);
+  }
 
   TimePoint now_ = TimePoint{} + 1000s;
   PoolLimits limits_;
@@ -65,10 +72,7 @@ TEST_F(PoolCoreTest, NewConnectionsServeWaitersInArrivalOrder) {
 TEST_F(PoolCoreTest, AFollowerIsTheWaiterNextInLineOnTheServersWorker) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, 0, now_, a);
-  core.CheckOut(2, 0, now_, a);
-  core.ConnectSucceeded(100, 0, now_, a);
-  core.ConnectSucceeded(101, 0, now_, a);
+  LendTwo(core, a);                    // servers 100 and 101 to waiters 1 and 2
   core.CheckOut(3, 1, now_, a);        // waits on worker 1
   core.CheckOut(4, 0, now_ + 1ms, a);  // waits on worker 0
   ASSERT_EQ(core.waiting(), 2);
@@ -102,10 +106,7 @@ TEST_F(PoolCoreTest, NoFollowersWithPipeliningOffOrPastTheGrace) {
 TEST_F(PoolCoreTest, IdleServersAreReusedWarmestFirst) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, 0, now_, a);
-  core.CheckOut(2, 0, now_, a);
-  core.ConnectSucceeded(100, 0, now_, a);
-  core.ConnectSucceeded(101, 0, now_, a);
+  LendTwo(core, a);  // servers 100 and 101 to waiters 1 and 2
   core.CheckIn(100, 0, now_, now_, a);
   core.CheckIn(101, 0, now_, now_ + 1s, a);
   EXPECT_EQ(core.idle(), 2);
@@ -198,10 +199,7 @@ TEST_F(PoolCoreTest, IdleTimeoutClosesConnectionsButKeepsMinSize) {
   limits_.min_size = 1;
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, 0, now_, a);
-  core.CheckOut(2, 0, now_, a);
-  core.ConnectSucceeded(100, 0, now_, a);
-  core.ConnectSucceeded(101, 0, now_, a);
+  LendTwo(core, a);  // servers 100 and 101 to waiters 1 and 2
   core.CheckIn(100, 0, now_, now_, a);
   core.CheckIn(101, 0, now_, now_, a);
   Core::Actions t;
@@ -325,10 +323,7 @@ TEST_F(PoolCoreTest, ReleasedConnectionGoesToAWaiterOnItsWorkerWithinTheGrace) {
 TEST_F(PoolCoreTest, DiscardedServerIsReplacedForWaiters) {
   Core core = Make();
   Core::Actions a;
-  core.CheckOut(1, 0, now_, a);
-  core.CheckOut(2, 0, now_, a);
-  core.ConnectSucceeded(100, 0, now_, a);
-  core.ConnectSucceeded(101, 0, now_, a);
+  LendTwo(core, a);  // servers 100 and 101 to waiters 1 and 2
   core.CheckOut(3, 0, now_, a);
   Core::Actions b;
   core.Discard(now_, b);
