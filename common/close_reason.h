@@ -10,6 +10,8 @@ namespace shardyard {
 #define SY_CLOSE_REASONS(X)                                                              \
   X(kClientTerminate, client, "client_terminate", "client sent Terminate")                \
   X(kClientEof, client, "client_eof", "client closed the connection")                     \
+  X(kClientTerminateAtStartup, client, "client_terminate_at_startup",                    \
+    "client sent Terminate in place of its startup packet")                               \
   X(kClientIoError, client, "client_io_error", "client connection failed")               \
   X(kClientProtocolError, client, "client_protocol_error", "client protocol violation")  \
   X(kClientLoginTimeout, client, "client_login_timeout", "client_login_timeout expired") \

@@ -35,6 +35,7 @@ inline constexpr std::string_view kCannotConnectNow = "57P03";
 inline constexpr std::string_view kIdleSessionTimeout = "57P05";
 inline constexpr std::string_view kIdleInTransactionSessionTimeout = "25P03";
 inline constexpr std::string_view kFeatureNotSupported = "0A000";
+inline constexpr std::string_view kInvalidSqlStatementName = "26000";
 inline constexpr std::string_view kProgramLimitExceeded = "54000";
 inline constexpr std::string_view kInternalError = "XX000";
 inline constexpr std::string_view kConfigFileError = "F0000";

@@ -71,6 +71,42 @@ int Config::EffectiveWorkers() const {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+std::vector<std::string> ConfigWarnings(const Config& config) {
+  std::vector<std::string> warnings;
+  for (const Database& db : config.databases) {
+    if (db.shards.empty()) continue;
+    const size_t first_replicas = db.shards[0].replicas.size();
+    const size_t more_shards = db.shards.size() - 1;
+    size_t more_replicas = 0;
+    for (size_t i = 1; i < db.shards.size(); ++i) more_replicas += db.shards[i].replicas.size();
+    if (first_replicas == 0 && more_shards == 0) continue;
+
+    std::vector<std::string> unused;
+    if (first_replicas > 0) {
+      unused.push_back(
+          Cat(first_replicas, first_replicas == 1 ? " replica" : " replicas", " of shard 0"));
+    }
+    if (more_shards > 0) {
+      std::string shards = more_shards == 1 ? "shard 1" : Cat("shards 1-", more_shards);
+      if (more_replicas > 0) {
+        Append(&shards, " (with ", more_replicas, more_replicas == 1 ? " replica)" : " replicas)");
+      }
+      unused.push_back(std::move(shards));
+    }
+    const bool plural = first_replicas + more_shards > 1;
+    const bool replicas = first_replicas + more_replicas > 0;
+    std::string_view until = replicas && more_shards > 0 ? "read/write splitting and sharding land"
+                             : replicas                  ? "read/write splitting lands"
+                                                         : "sharding lands";
+    warnings.push_back(Cat("database \"", db.name, "\": ", Join(unused, " and "),
+                           plural ? " are" : " is",
+                           " accepted but not used yet: Shardyard routes every query to shard 0's "
+                           "primary (",
+                           db.shards[0].primary.ToString(), ") until ", until));
+  }
+  return warnings;
+}
+
 std::string ConfigError::ToString() const {
   std::string out = file;
   if (line > 0) Append(&out, ":", line);

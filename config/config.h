@@ -117,6 +117,12 @@ struct LoadResult {
   std::vector<ConfigError> errors;  // every problem, in file order
 };
 
+// What a valid config asks for that Shardyard accepts but does not do yet: one sentence per
+// database that lists replicas or more than one shard, since every query still goes to the first
+// shard's primary (router::ComputeRoute). `--check` prints these and the daemon logs them at
+// startup and on reload, so the wording lives here once.
+std::vector<std::string> ConfigWarnings(const Config& config);
+
 // Reads and validates a config file; collects every error rather than stopping at the first.
 LoadResult LoadConfigFile(const std::string& path);
 // The same for text already in memory; `file_name` is used in error messages.

@@ -49,6 +49,10 @@ absl::Status AsFatal(const absl::Status& status) {
   return PgError(status.code(), std::move(f));
 }
 
+// How many names of closed prepared statements a session remembers, to tell the client why a
+// later Bind of one fails (drivers use a handful of names; the list is searched linearly).
+constexpr size_t kMaxClosedStatements = 64;
+
 bool IsForwardable(char type) {
   switch (type) {
     case 'Q':
@@ -93,12 +97,14 @@ std::string MockSalt(std::string_view user) {
 
 }  // namespace
 
-ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id)
+ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id,
+                             PeerAddress peer)
     : daemon_(daemon),
       socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       worker_(worker),
-      id_(id) {
+      id_(id),
+      peer_(peer) {
   error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
   SetNonBlocking(socket_);
@@ -111,11 +117,7 @@ ClientSession::~ClientSession() {
   daemon_.SessionEnded(worker_);
 }
 
-std::string ClientSession::Peer() const {
-  error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  return ec ? std::string("?") : Cat(ep.address().to_string(), ":", ep.port());
-}
+std::string ClientSession::Peer() const { return peer_.ToString(); }
 
 std::string ClientSession::Describe() const {
   if (user_.empty()) return Cat("C-", id_, " ", Peer());
@@ -200,12 +202,14 @@ Task<> ClientSession::Run() {
       default:
         break;
     }
-    if (client_io_failed_ || client_write_failed_) reason = CloseReason::kClientIoError;
+    if (client_write_failed_) reason = CloseReason::kClientIoError;
+    if (client_io_failed_) reason = startup_close_;  // an I/O failure unless it left cleanly
     if (login_timed_out_) reason = CloseReason::kClientLoginTimeout;
-    absl::Status error =
-        reason == CloseReason::kCancelRequest || reason == CloseReason::kClientIoError
-            ? absl::OkStatus()
-            : st;
+    // Nothing is said to a client that is gone or that said goodbye, as PostgreSQL does.
+    const bool quiet = reason == CloseReason::kCancelRequest ||
+                       reason == CloseReason::kClientIoError || reason == CloseReason::kClientEof ||
+                       reason == CloseReason::kClientTerminateAtStartup;
+    absl::Status error = quiet ? absl::OkStatus() : st;
     co_await Finish(reason, error);
     co_return;
   }
@@ -244,12 +248,26 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
     bool* cancel_request) {
   bool negotiated_encryption = false;
   while (true) {
-    wire::Frame f = wire::ParseStartupFrame(in_.data());
+    // A Terminate where the startup packet belongs: node-postgres sends one when it is closed
+    // while still connecting. PostgreSQL closes such a connection without a word (it only logs
+    // that the packet's length is invalid), so Shardyard does too, and logs the real reason.
+    static constexpr std::string_view kTerminate("X\0\0\0\4", 5);
+    const std::string_view head = in_.data().substr(0, kTerminate.size());
+    const bool terminate = !head.empty() && kTerminate.starts_with(head);
+    if (terminate && head.size() == kTerminate.size()) {
+      client_io_failed_ = true;
+      startup_close_ = CloseReason::kClientTerminateAtStartup;
+      co_return absl::UnavailableError("client sent Terminate in place of its startup packet");
+    }
+    wire::Frame f = terminate ? wire::Frame{} : wire::ParseStartupFrame(in_.data());
     if (f.kind == wire::Frame::Kind::kError) co_return f.error;
     if (f.kind == wire::Frame::Kind::kNeedMore) {
       WaitResult w = co_await ReadClientOrWait();
       if (w == WaitResult::kReadable) continue;
       client_io_failed_ = true;
+      // Closed before sending a byte (a TCP health check, or a client that wanted TLS and got
+      // 'N'): PostgreSQL does not even log that, so it is routine here, not a failure.
+      if (w == WaitResult::kClosed && in_.empty()) startup_close_ = CloseReason::kClientEof;
       co_return absl::UnavailableError("client closed the connection during startup");
     }
     if (f.body.size() < 4) co_return Fatal(sqlstate::kProtocolViolation, "invalid startup packet");
@@ -659,36 +677,65 @@ void ClientSession::AdoptServerParams(ServerConn* server) {
   server->params = params_;
 }
 
-Task<bool> ClientSession::ReadBackSettings() {
+Task<bool> ClientSession::SettleBeforeRelease() {
   read_back_due_ = false;
   ServerConn* server = attached_;
   // Only what the SQL SET by name, when that is all it did; else every session-level setting.
   static const std::vector<std::string> kNoNames;
   static const pool::ParamSet kNoParams;
+  const bool read_settings = settings_may_change_;
   const bool named = watch_ != nullptr && !watch_->full && !watch_->named.empty();
-  std::string messages = wire::Encode(wire::fe::Query{
-      named ? pool::ReadBackNamedSql(watch_->named)
-            : pool::ReadBackSql(*server->params,
-                                watch_ != nullptr ? watch_->custom_names : kNoNames)});
-  if (watch_ != nullptr) {
-    watch_->named.clear();
-    watch_->full = false;
+  // One round trip for both: DEALLOCATE ALL and CLOSE ALL run in the read-back's implicit
+  // transaction, and only the read-back returns rows.
+  std::string sql = server_objects_ ? "DEALLOCATE ALL; CLOSE ALL" : "";
+  if (read_settings) {
+    if (!sql.empty()) sql += "; ";
+    sql += named ? pool::ReadBackNamedSql(watch_->named)
+                 : pool::ReadBackSql(*server->params,
+                                     watch_ != nullptr ? watch_->custom_names : kNoNames);
   }
+  std::string messages = wire::Encode(wire::fe::Query{sql});
   // A cancel the client sent for its request may land only now: it must not cancel this query.
   co_await pool_->CancelsLanded(server);
   std::vector<wire::be::DataRow> rows;
   absl::Status st = co_await server->RunInternal(messages, 1, &rows);
   if (st.ok() && server->tx_status != TxStatus::kIdle) {
-    st = absl::InternalError("the server is not idle after reading its settings");
+    st = absl::InternalError("the server is not idle after the transaction's clean-up");
   }
   if (!st.ok()) {
-    // The server keeps settings Shardyard does not know: it is reset before anyone else uses
-    // it, and this client cannot go on as if its settings were kept.
-    settings_may_change_ = true;
+    // The server keeps settings or statements Shardyard does not know: it is reset (DISCARD
+    // ALL) before anyone else uses it, and this client cannot go on as if its settings were
+    // kept.
     server_failed_ =
         PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
-                      "could not read back the session's settings", std::string(st.message()));
+                      read_settings ? "could not read back the session's settings"
+                                    : "could not close the session's prepared statements",
+                      std::string(st.message()));
     co_return EndSession(CloseReason::kClientServerFailed);
+  }
+  if (server_objects_) {
+    server_objects_ = false;
+    if (watch_ != nullptr) {
+      // DEALLOCATE ALL took every statement, watched ones included.
+      watch_->statements.clear();
+      for (std::string& name : watch_->prepared) watch_->closed.push_back(std::move(name));
+      watch_->prepared.clear();
+      if (watch_->closed.size() > kMaxClosedStatements) {
+        watch_->closed.erase(watch_->closed.begin(),
+                             watch_->closed.end() - static_cast<ptrdiff_t>(kMaxClosedStatements));
+      }
+    }
+  }
+  if (!read_settings) {
+    ReleaseServer();
+    wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
+    if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
+    co_return true;
+  }
+  settings_may_change_ = false;
+  if (watch_ != nullptr) {
+    watch_->named.clear();
+    watch_->full = false;
   }
   std::vector<pool::ReadBackRow> read;
   for (auto& row : rows) {
@@ -706,6 +753,94 @@ Task<bool> ClientSession::ReadBackSettings() {
   wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
   if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
   co_return true;
+}
+
+void ClientSession::NotePrepared(std::string_view name) {
+  server_objects_ = true;
+  if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
+  std::erase(watch_->closed, name);  // prepared again: it exists (until this transaction ends)
+  if (std::find(watch_->prepared.begin(), watch_->prepared.end(), name) ==
+      watch_->prepared.end()) {
+    watch_->prepared.emplace_back(name);
+  }
+}
+
+namespace {
+
+// The statement a Bind or a Describe('S') names (Bind: after the portal's name), and where in
+// the body its name starts; nullopt for any other message.
+std::optional<std::pair<std::string_view, size_t>> StatementNamed(char type,
+                                                                  std::string_view body) {
+  size_t at;
+  if (type == 'B') {
+    at = CStringAt(body, 0).size() + 1;
+  } else if (type == 'D' && !body.empty() && body[0] == 'S') {
+    at = 1;
+  } else {
+    return std::nullopt;
+  }
+  return std::make_pair(CStringAt(body, at), at);
+}
+
+}  // namespace
+
+bool ClientSession::NamesForeignStatement(char type, std::string_view body,
+                                          bool unnamed_parsed) const {
+  if (type != 'B' && type != 'D') return false;  // the usual case, first
+  if (mode_ == config::PoolMode::kSession) return false;
+  auto named = StatementNamed(type, body);
+  if (!named) return false;
+  const std::string_view name = named->first;
+  if (name.empty()) return !unnamed_parsed;
+  return watch_ == nullptr ||
+         std::find(watch_->prepared.begin(), watch_->prepared.end(), name) ==
+             watch_->prepared.end();
+}
+
+absl::Status ClientSession::ForeignStatementError(char type, std::string_view body) const {
+  const std::string_view name = StatementNamed(type, body).value_or(std::pair{"", 0}).first;
+  constexpr std::string_view kHint =
+      "Turn off the driver's automatic preparing: psycopg prepare_threshold=None, pgjdbc "
+      "prepareThreshold=0, node-postgres queries without a name, pgbench -M extended; or use "
+      "pool mode session.";
+  // 26000, as PostgreSQL answers for a statement that does not exist: drivers that heal such
+  // an error by preparing again (pgjdbc in autocommit) then do so.
+  if (name.empty()) {
+    return PgErrorStatus(absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName,
+                         "unnamed prepared statement does not exist",
+                         "In transaction pooling mode, the unnamed statement lasts only until "
+                         "the end of the transaction that parsed it.");
+  }
+  const bool closed = watch_ != nullptr && std::find(watch_->closed.begin(), watch_->closed.end(),
+                                                     name) != watch_->closed.end();
+  if (!closed) {
+    return PgErrorStatus(absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName,
+                         Cat("prepared statement \"", name, "\" does not exist"));
+  }
+  return PgErrorStatus(
+      absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName,
+      Cat("prepared statement \"", name, "\" does not exist"),
+      "In transaction pooling mode, Shardyard closes a named prepared statement when the "
+      "transaction that prepared it ends, so that no other client can ever run it.",
+      std::string(kHint));
+}
+
+std::string ClientSession::RenameForeignStatement(char type, std::string_view body) const {
+  auto [name, at] = *StatementNamed(type, body);
+  // No statement has this name (a driver's names are short words); PostgreSQL names it in its
+  // "does not exist" error, so the client learns why.
+  std::string renamed =
+      name.empty() ? std::string("(Shardyard: no unnamed statement was parsed in this transaction)")
+                   : Cat(name, " (Shardyard: not prepared in this transaction)");
+  std::string out;
+  out.reserve(body.size() + renamed.size() + 5);
+  out.push_back(type);
+  const uint32_t length = static_cast<uint32_t>(4 + body.size() - name.size() + renamed.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(length >> shift));
+  out.append(body.substr(0, at));
+  out.append(renamed);
+  out.append(body.substr(at + name.size()));
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -839,7 +974,7 @@ Task<> ClientSession::Activate(WaitResult result) {
       break;
   }
   if (!end) end = PendingEnd();
-  if (!end && read_back_due_ && !co_await ReadBackSettings()) end = close_reason_;
+  if (!end && read_back_due_ && !co_await SettleBeforeRelease()) end = close_reason_;
   if (!end && !co_await ProcessInput()) end = close_reason_;
   if (!end) end = PendingEnd();
   if (end) {
@@ -979,7 +1114,8 @@ bool ClientSession::Pipelinable(size_t run) const {
 bool ClientSession::LeadIfPossible() {
   if (!std::exchange(may_lead_, false)) return false;
   ServerConn* server = attached_;
-  if (server == nullptr || !in_.empty() || settings_may_change_ || pending_ready_ != 1 ||
+  if (server == nullptr || !in_.empty() || settings_may_change_ || server_objects_ ||
+      pending_ready_ != 1 ||
       unsynced_ || skip_ready_ > 0 || exposure_ != nullptr || server->lead != nullptr ||
       server->follow_grant || server->follower != nullptr || !server->usable()) {
     return false;
@@ -1007,6 +1143,7 @@ void ClientSession::Follow(ServerConn* server) {
                server->id());
   may_lead_ = true;  // for when it takes over
   attached_ = server;
+  unnamed_parsed_ = false;
   server_tx_ = TxStatus::kIdle;
   pending_ready_ = 0;
   unsynced_ = false;
@@ -1186,10 +1323,14 @@ size_t ClientSession::FastRun() const {
   if (skip_until_sync_) return 0;
   std::string_view data = in_.data();
   size_t run = 0;
+  bool unnamed_parsed = attached_ != nullptr && unnamed_parsed_;
   while (true) {
     wire::Frame f = wire::ParseFrame(data.substr(run), max_message_size_);
     if (f.kind == wire::Frame::Kind::kNeedMore) return run;
     if (f.kind == wire::Frame::Kind::kError || !IsForwardable(f.type)) return 0;
+    // A statement that is not this client's is never named to the server (ProcessInput).
+    if (f.type == 'P' && !f.body.empty() && f.body[0] == '\0') unnamed_parsed = true;
+    if (NamesForeignStatement(f.type, f.body, unnamed_parsed)) return 0;
     // COPY data and Flush with no server attached are not forwarded (ProcessInput drops them).
     if (run == 0 && attached_ == nullptr &&
         (f.type == 'd' || f.type == 'c' || f.type == 'f' || f.type == 'H')) {
@@ -1247,7 +1388,16 @@ Task<bool> ClientSession::ProcessInput() {
       forward = false;
     }
     if (forward) {
-      if (read_back_due_ && !co_await ReadBackSettings()) co_return false;
+      if (read_back_due_ && !co_await SettleBeforeRelease()) co_return false;
+      // A statement that is not this client's never reaches the server under its name. Before
+      // a server is lent, Shardyard answers as PostgreSQL would, saying why.
+      if (attached_ == nullptr && (fast_wait_ == nullptr || !fast_wait_->handed_off) &&
+          NamesForeignStatement(type, f.body, /*unnamed_parsed=*/false)) {
+        FailRequest(type, ForeignStatementError(type, f.body));
+        in_.Consume(f.size);
+        if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
+        continue;
+      }
       if (attached_ == nullptr) {
         // AcquireServer's steps, inline: an idle server costs no coroutine frame at all, and
         // the wait for one happens in this frame.
@@ -1282,6 +1432,23 @@ Task<bool> ClientSession::ProcessInput() {
           if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
           continue;
         }
+      }
+      if (NamesForeignStatement(type, f.body, unnamed_parsed_)) {
+        // Later in a transaction, PostgreSQL must fail it where it stands (the transaction
+        // fails, and it skips to the Sync): it gets a name no statement has.
+        if (run > 0) {
+          EnsurePump();
+          auto [ec, n] = co_await ForwardRun(run);
+          if (!ForwardDone(run, ec)) co_return true;
+          run = 0;
+        }
+        const std::string renamed = RenameForeignStatement(type, f.body);
+        CountForwarded(type, std::string_view(renamed).substr(5));
+        EnsurePump();
+        auto [ec, n] = co_await asio::async_write(attached_->socket(), asio::buffer(renamed),
+                                                  kAwait);
+        if (!ForwardDone(f.size, ec)) co_return true;
+        continue;
       }
       CountForwarded(type, f.body);
       run += f.size;
@@ -1347,6 +1514,14 @@ void ClientSession::CountForwarded(char type, std::string_view body) {
     case 'f':
       break;
     case 'P':
+      unsynced_ = true;
+      if (!body.empty() && body[0] == '\0') unnamed_parsed_ = true;
+      // A session-mode client keeps its server, statements included, until it leaves.
+      if (!body.empty() && body[0] != '\0' && mode_ != config::PoolMode::kSession) {
+        NotePrepared(CStringAt(body, 0));
+      }
+      WatchSettings(type, body);
+      break;
     case 'B':
       unsynced_ = true;
       WatchSettings(type, body);
@@ -1383,6 +1558,7 @@ void ClientSession::WatchSql(std::string_view sql, const std::string_view* state
     sql::SessionChanges found =
         sql::ScanSessionChanges(sql, standard == nullptr || *standard == "on");
     changes = found.settings && !ReportedOnly(found);
+    if (found.objects) server_objects_ = true;  // PREPARE, DECLARE ... WITH HOLD, DO
     if (changes) {
       settings_may_change_ = true;
       if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
@@ -1432,6 +1608,7 @@ bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {
 
 void ClientSession::AttachTo(ServerConn* server) {
   attached_ = server;
+  unnamed_parsed_ = false;
   server_tx_ = server->tx_status;
   pending_ready_ = 0;
   unsynced_ = false;
@@ -1478,7 +1655,7 @@ void ClientSession::FailRequest(char type, const absl::Status& status) {
 void ClientSession::PumpNext(bool look_first) {
   if (stopping_) return PumpStopped();
   wire::ByteBuffer& buf = attached_->relay_buf;
-  if (!buf.empty()) return PumpRelay();
+  if (buf.size() > held_tail_) return PumpRelay();
   std::span<char> space = buf.PrepareWrite(wire::ByteBuffer::kBlockSize);
   if (look_first) {
     ssize_t n =
@@ -1515,6 +1692,7 @@ void ClientSession::OnPumpRead(const error_code& ec, size_t n, bool filled) {
 void ClientSession::PumpRelay() {
   cut_at_ = kNoCut;
   handover_at_ = kNoCut;
+  held_tail_ = 0;
   if (skip_ready_ > 0) {
     // The replies a departed lead still had coming: read and dropped.
     ServerConn* server = attached_;
@@ -1546,6 +1724,19 @@ void ClientSession::PumpRelay() {
   }
   std::string_view chunk = attached_->relay_buf.data();
   if (handover_at_ != kNoCut) chunk = chunk.substr(0, handover_at_);  // the rest: the follower's
+  wire::BackendScanner& scanner = attached_->relay_scanner;
+  if ((settings_may_change_ || server_objects_ || mode_ == config::PoolMode::kStatement) &&
+      !scanner.AtBoundary() && handover_at_ == kNoCut && exposure_ == nullptr &&
+      (scanner.PartialType() == 0 || scanner.PartialType() == 'Z') &&
+      scanner.PartialBytes() <= chunk.size()) {
+    // The chunk ends inside what may be the ReadyForQuery this session must hold back (for the
+    // transaction's clean-up, or the statement-mode error): its first bytes must not reach the
+    // client either. They stay in the buffer, and are scanned again once the rest arrives.
+    held_tail_ = static_cast<uint8_t>(scanner.PartialBytes());
+    scanner.Reset();
+    chunk.remove_suffix(held_tail_);
+    if (chunk.empty()) return PumpNext();
+  }
   if (exposure_ != nullptr) {  // (a plain statement: no read-back or statement-mode cut)
     exposure_->held.append(chunk);
     attached_->relay_buf.Clear();
@@ -1579,6 +1770,8 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
   wire::ByteBuffer& buf = attached_->relay_buf;
   if (handover_at_ != kNoCut) {
     buf.Consume(std::exchange(handover_at_, kNoCut));  // what is left is the follower's
+  } else if (held_tail_ > 0) {
+    buf.Consume(buf.size() - held_tail_);
   } else {
     buf.Clear();
   }
@@ -1655,9 +1848,8 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
         attached_->tx_status = server_tx_;
       }
       copy_in_ = false;
-      if (settings_may_change_ && pending_ready_ == 0 && !unsynced_ &&
+      if ((settings_may_change_ || server_objects_) && pending_ready_ == 0 && !unsynced_ &&
           server_tx_ == TxStatus::kIdle && server_failed_.ok() && end >= 6) {
-        settings_may_change_ = false;
         read_back_due_ = true;
         cut_at_ = static_cast<uint32_t>(end - 6);
       }
@@ -1900,13 +2092,16 @@ void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
       pool_->Discard(server, server_failed_.ok() ? CloseReason::kServerResetFailed
                                                  : CloseReason::kServerIoError);
     } else if (pending_ready_ == 0 && !unsynced_ && !copy_in_ && server_tx_ == TxStatus::kIdle &&
-               mode_ != config::PoolMode::kSession && !settings_may_change_ && !read_back_due_) {
+               mode_ != config::PoolMode::kSession && !settings_may_change_ && !server_objects_ &&
+               !read_back_due_) {
       pool_->Release(server);
     } else {
-      // Settings the client may have changed were never read back: they go with DISCARD ALL.
-      pool_->ResetAndRelease(
-          server, ResetState{pending_ready_, unsynced_, copy_in_,
-                             settings_may_change_ || read_back_due_, server->relay_scanner});
+      // Settings the client may have changed were never read back, and its prepared statements
+      // and cursors never closed: they go with DISCARD ALL.
+      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_,
+                                                settings_may_change_ || server_objects_ ||
+                                                    read_back_due_,
+                                                server->relay_scanner});
     }
   }
   const bool routine = reason == CloseReason::kClientEof ||

@@ -13,6 +13,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "common/close_reason.h"
+#include "common/peer_address.h"
 #include "config/config.h"
 #include "pool/session_params.h"
 #include "proxy/asio.h"
@@ -43,8 +44,8 @@ class Daemon;
 // coroutine that handles it.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  // `socket` is bound to the event loop of worker `worker`.
-  ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id);
+  // `socket` is bound to the event loop of worker `worker`; `peer` is what accept(2) said.
+  ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id, PeerAddress peer);
   ~ClientSession();
 
   void Start();
@@ -150,10 +151,27 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void WatchSql(std::string_view sql, const std::string_view* statement);
   // Whether `found` changes only settings the attached server reports.
   bool ReportedOnly(const sql::SessionChanges& found) const;
-  // With read_back_due_: reads the server's settings back, makes them this client's (and so
+  // With read_back_due_, the work a transaction leaves before its server may go back: closes
+  // the named prepared statements and cursors the client created (server_objects_), reads the
+  // server's settings back and makes them this client's (settings_may_change_; they are then
   // restored on whichever server serves it next), releases the server and sends the held
   // ReadyForQuery. Returns false when the session must end (close_reason_ says why).
-  Task<bool> ReadBackSettings();
+  Task<bool> SettleBeforeRelease();
+  // A named Parse went to the attached server: the statement must be closed before the server
+  // goes back (no other client may ever run or see it).
+  void NotePrepared(std::string_view name);
+  // Whether a Bind or a Describe names a prepared statement (the unnamed one included) that
+  // this client has not parsed on the server connection lent to it now (`unnamed_parsed`: it
+  // parsed the unnamed one). Whatever such a statement is on that server, it is not this
+  // client's: another client made it, or it was closed when this client's transaction ended.
+  // Never in session mode, where the server is the client's.
+  bool NamesForeignStatement(char type, std::string_view body, bool unnamed_parsed) const;
+  // What PostgreSQL would answer for such a statement, and why (a statement this client had
+  // prepared in an earlier transaction gets the reason and the driver settings to change).
+  absl::Status ForeignStatementError(char type, std::string_view body) const;
+  // The same message with the statement renamed to one that cannot exist, so that PostgreSQL
+  // itself fails it where it stands in the client's pipeline and transaction.
+  std::string RenameForeignStatement(char type, std::string_view body) const;
   // Makes a borrowed server this client's (it already has the client's settings).
   void AttachTo(ServerConn* server);
   // The rare path: the server needs the client's settings first; one retry on a fresh one.
@@ -228,7 +246,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Pool::Waiter MakeWaiter();
 
   std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"
-  std::string Peer() const;      // "127.0.0.1:5555" (asked of the socket: not stored)
+  std::string Peer() const;      // "127.0.0.1:5555" (kept from accept: see peer_)
 
   Daemon& daemon_;
   Socket socket_;
@@ -238,14 +256,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   int32_t process_id_ = 0;  // our BackendKeyData for this client
   int32_t secret_key_ = 0;
   bool registered_ = false;
+  bool logged_in_ = false;
+  // The client's address, kept from accept: the socket can no longer tell once the client has
+  // reset the connection, and a close is logged after that. With the flag above and mode_
+  // below it fills what was padding (the object stays 8-byte aligned at the same size).
+  PeerAddress peer_;
+  config::PoolMode mode_ = config::PoolMode::kTransaction;
 
   std::shared_ptr<const config::Config> config_;
   std::string user_;
   std::string database_;
   Pool* pool_ = nullptr;  // pools live as long as the daemon
-  config::PoolMode mode_ = config::PoolMode::kTransaction;
   pool::SharedParams params_;
-  bool logged_in_ = false;
 
   wire::ByteBuffer in_;
   // Messages Shardyard itself sends, batched; allocated only while in use (idle clients
@@ -270,7 +292,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // reaches the client: the server must not go to another client with them, and this client
   // must find them on the next server it is lent.
   bool settings_may_change_ = false;  // forwarded SQL may have changed settings
-  bool read_back_due_ = false;        // the pump held ReadyForQuery 'I' back for the read-back
+  // The attached server may hold named prepared statements or cursors (WITH HOLD) that this
+  // client created: they are closed before the server goes back to the pool.
+  bool server_objects_ = false;
+  // The client parsed the unnamed statement on the attached server (the unnamed statement is
+  // the client's only then: PostgreSQL keeps it across transactions, for whoever comes next).
+  bool unnamed_parsed_ = false;
+  // Bytes at the end of the relay buffer that begin a message which may be the ReadyForQuery
+  // this session holds back: not relayed until it is whole (see PumpRelay).
+  uint8_t held_tail_ = 0;
+  bool read_back_due_ = false;  // the pump held ReadyForQuery 'I' back for SettleBeforeRelease
   // Pipelining state (see Follow and LeadIfPossible), laid out to fill the padding here. The
   // rare part, a follower's exposure to the lead's cancel, is allocated when it happens.
   bool client_paused_ = false;  // the client's socket is not read (lead or follower)
@@ -291,11 +322,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A cancel for a request still waiting behind the lead's: forwarded once it runs.
   std::unique_ptr<absl::AnyInvocable<void() &&>> deferred_cancel_;
 
-  // Custom setting names the client set, and prepared statements whose SQL may change settings;
-  // allocated for the clients that need them.
+  // Custom setting names the client set, prepared statements whose SQL may change settings, and
+  // the names of the client's named prepared statements; allocated for the clients that need
+  // them.
   struct SettingsWatch {
     std::vector<std::string> custom_names;
     std::vector<std::string> statements;
+    // Named statements prepared on the attached server in the current transaction, and those
+    // closed at the end of earlier ones (the most recent kMaxClosedStatements): a later Bind
+    // of one gets an error that says why, not just PostgreSQL's "does not exist".
+    std::vector<std::string> prepared;
+    std::vector<std::string> closed;
     // For the next read-back: the settings SET by name, enough to read back unless `full`
     // (RESET, DISCARD, set_config(), a Bind of a watched statement, ...) asks for them all.
     std::vector<std::string> named;
@@ -334,6 +371,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool shutdown_now_ = false;
   bool client_write_failed_ = false;
   bool client_io_failed_ = false;  // the client vanished during startup: nothing to tell it
+  // Why, when client_io_failed_: it may also have left the usual way (an end of file before any
+  // byte, or a Terminate in place of its startup packet).
+  CloseReason startup_close_ = CloseReason::kClientIoError;
 };
 
 }  // namespace shardyard::proxy

@@ -161,6 +161,7 @@ void Daemon::ClientGone() { client_count_.fetch_sub(1, std::memory_order_relaxed
 int Daemon::Run() {
   auto cfg = config();
   SetLogLevel(cfg->log_level);
+  for (const auto& w : config::ConfigWarnings(*cfg)) SY_LOG_WARNING("%s", w);
   error_code ec;
   auto address = asio::ip::make_address(cfg->listen.host, ec);
   if (ec) {
@@ -256,7 +257,9 @@ Task<> Daemon::Accept(size_t worker) {
   Acceptor& acceptor = workers_[worker]->acceptor;
   while (true) {
     // Each worker accepts on its own socket; its clients live on its event loop.
-    auto [ec, socket] = co_await acceptor.async_accept(kAwait);
+    // accept(2) reports the peer's address anyway: kept now, it costs no getpeername later.
+    tcp::endpoint peer;
+    auto [ec, socket] = co_await acceptor.async_accept(peer, kAwait);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       // Out of file descriptors and the like: log, pause briefly, keep serving the rest.
@@ -266,9 +269,10 @@ Task<> Daemon::Accept(size_t worker) {
       co_await pause.async_wait(kAwait);
       continue;
     }
-    auto session =
-        std::make_shared<ClientSession>(*this, std::move(socket), static_cast<int>(worker),
-                                        next_client_id_.fetch_add(1, std::memory_order_relaxed));
+    auto session = std::make_shared<ClientSession>(
+        *this, std::move(socket), static_cast<int>(worker),
+        next_client_id_.fetch_add(1, std::memory_order_relaxed),
+        PeerAddress::From(peer.data(), static_cast<socklen_t>(peer.size())));
     steering_.SessionOpened(static_cast<int>(worker));  // ~ClientSession: SessionEnded
     session->Start();
   }
@@ -393,6 +397,7 @@ void Daemon::Reload() {
   }
   if (fresh->tcp_defer_accept != old->tcp_defer_accept) DeferAccept(fresh->tcp_defer_accept);
   SetLogLevel(fresh->log_level);
+  for (const auto& w : config::ConfigWarnings(*fresh)) SY_LOG_WARNING("SIGHUP: %s", w);
   {
     std::lock_guard lock(config_mu_);
     config_ = fresh;

@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    // Valid, but not all of it is used yet (the daemon logs the same lines at startup).
+    for (const auto& w : shardyard::config::ConfigWarnings(*loaded.config)) {
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
     std::printf("%s: configuration is valid (%zu databases, %zu users)\n", config_path.c_str(),
                 loaded.config->databases.size(), loaded.config->users.size());
     return 0;

@@ -31,7 +31,8 @@ struct Route {
 };
 
 // Until read/write splitting and sharding arrive, every request goes to the first shard's
-// primary; a database with more shards or replicas still loads and is served from there.
+// primary; a database with more shards or replicas still loads and is served from there
+// (config::ConfigWarnings tells the operator so, and changes with this rule).
 absl::StatusOr<Route> ComputeRoute(const RoutingContext& context);
 
 }  // namespace shardyard::router

@@ -52,8 +52,14 @@ bool StatementMayStartAt(std::string_view sql, size_t i) {
   return true;
 }
 
-// Whether what the scan looks for may begin at `i`: "set_config", or SET, RESET, DISCARD or
-// DO where a statement may start.
+// Whether the word `lower` is at `at` and ends there ("prepare", not "prepared_at").
+bool WordAt(std::string_view sql, size_t at, std::string_view lower) {
+  return HasAt(sql, at, lower) &&
+         (at + lower.size() == sql.size() || !IdentChar(sql[at + lower.size()]));
+}
+
+// Whether what the scan looks for may begin at `i`: "set_config", or SET, RESET, DISCARD, DO,
+// DECLARE or PREPARE where a statement may start.
 bool MentionAt(std::string_view sql, size_t i) {
   // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
   const char c = static_cast<char>(sql[i] | 0x20);
@@ -63,16 +69,19 @@ bool MentionAt(std::string_view sql, size_t i) {
     return StatementMayStartAt(sql, i >= 2 && HasAt(sql, i - 2, "re") ? i - 2 : i);
   }
   if (c == 'd') {
-    return (HasAt(sql, i, "do") || HasAt(sql, i, "discard")) && StatementMayStartAt(sql, i);
+    return (HasAt(sql, i, "do") || HasAt(sql, i, "discard") || WordAt(sql, i, "declare")) &&
+           StatementMayStartAt(sql, i);
   }
+  if (c == 'p') return WordAt(sql, i, "prepare") && StatementMayStartAt(sql, i);
   return false;
 }
 
 }  // namespace
 
-// Every statement and function the scan looks for contains "set", "do" or "di" (DISCARD), and
-// all but set_config() only where a statement may start. Eight bytes at a time, only words
-// holding an 's' or a 'd' are looked at byte by byte.
+// Every statement and function the scan looks for starts with 's' (SET, set_config()), 'r'
+// (RESET, found from its "set"), 'd' (DISCARD, DO, DECLARE) or 'p' (PREPARE), and all but
+// set_config() only where a statement may start. Eight bytes at a time, only words holding an
+// 's', a 'd' or a 'p' are looked at byte by byte.
 bool MayChangeSettings(std::string_view sql) {
   static_assert(std::endian::native == std::endian::little, "byte i of a word is bits 8i..8i+7");
   constexpr uint64_t kOnes = 0x0101010101010101;
@@ -84,9 +93,10 @@ bool MayChangeSettings(std::string_view sql) {
     word |= kOnes * 0x20;
     const uint64_t s = word ^ (kOnes * 's');
     const uint64_t d = word ^ (kOnes * 'd');
-    // The high bit of each byte of s or d that is zero (the classic test; a byte after a real
-    // zero may be flagged too, which MentionAt then rejects).
-    uint64_t candidates = (((s - kOnes) & ~s) | ((d - kOnes) & ~d)) & kHigh;
+    const uint64_t p = word ^ (kOnes * 'p');
+    // The high bit of each byte of s, d or p that is zero (the classic test; a byte after a
+    // real zero may be flagged too, which MentionAt then rejects).
+    uint64_t candidates = (((s - kOnes) & ~s) | ((d - kOnes) & ~d) | ((p - kOnes) & ~p)) & kHigh;
     while (candidates != 0) {
       if (MentionAt(sql, i + static_cast<size_t>(std::countr_zero(candidates)) / 8)) return true;
       candidates &= candidates - 1;
@@ -281,9 +291,21 @@ void ScanStatementStart(const Token& first, Lexer& lex, SessionChanges* out) {
     out->reset = true;
     ReadSettingName(lex, out);
   } else if (first.IsWord("discard") || first.IsWord("do")) {
-    // DO runs code this scan cannot see into.
+    // DO runs code this scan cannot see into: it may PREPARE too.
     out->settings = true;
     out->unnamed = true;
+    out->objects = first.IsWord("do");
+  } else if (first.IsWord("prepare")) {
+    // PREPARE TRANSACTION makes no statement (and a prepared transaction is not the session's).
+    out->objects = !lex.Peek().IsWord("transaction");
+  } else if (first.IsWord("declare")) {
+    // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR [WITH HOLD] FOR:
+    // only a cursor WITH HOLD outlives its transaction.
+    for (Token t = lex.Peek(); t.kind != Token::Kind::kEnd && !t.IsWord("for") && !t.IsPunct(';');
+         t = lex.Peek()) {
+      lex.Next();
+      if (t.IsWord("with") && lex.Peek().IsWord("hold")) out->objects = true;
+    }
   }
 }
 

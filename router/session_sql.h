@@ -1,5 +1,6 @@
 // Finds, by a lexical scan of SQL text (no parse), the statements that may change a session's
-// settings beyond the current transaction: SET, RESET, DISCARD, set_config() and DO blocks.
+// state beyond the current transaction: SET, RESET, DISCARD, set_config() and DO blocks change
+// settings; PREPARE and DECLARE ... WITH HOLD leave objects on the server.
 #pragma once
 
 #include <string>
@@ -25,11 +26,16 @@ struct SessionChanges {
   // Dotted (custom, "placeholder") setting names it sets or resets by name, lower-cased:
   // PostgreSQL lists those nowhere, so whoever wants to read them back must know their names.
   std::vector<std::string> custom_names;
+  // True when it may leave objects on the server that outlive the transaction and belong to
+  // this client alone: a prepared statement (PREPARE), a cursor WITH HOLD, or a DO block
+  // (which may create either).
+  bool objects = false;
 };
 
-// One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting, which
-// is the usual case (no "set_config", and no SET, RESET, DISCARD or DO where a statement may
-// start: UPDATE ... SET is not looked at further). Callers scan only what passes it.
+// One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting and
+// creates no session object, which is the usual case (no "set_config", and no SET, RESET,
+// DISCARD, DO, DECLARE or PREPARE where a statement may start: UPDATE ... SET is not looked at
+// further). Callers scan only what passes it.
 bool MayChangeSettings(std::string_view sql);
 
 // Whether `sql` is one plain data statement that a server may run while the next client's request

@@ -39,6 +39,10 @@ class BackendScanner {
 
   // True when the bytes scanned so far end exactly at a message boundary.
   bool AtBoundary() const { return header_len_ == 0 && remaining_ == 0; }
+  // The message the bytes scanned so far end inside: how many of its bytes were scanned, and
+  // its type (0 while its header is incomplete). Meaningful only when !AtBoundary().
+  size_t PartialBytes() const { return header_len_ > 0 ? header_len_ : 1 + len_ - remaining_; }
+  char PartialType() const { return header_len_ > 0 ? 0 : type_; }
   void Reset() {
     header_len_ = 0;
     remaining_ = 0;
@@ -54,6 +58,7 @@ class BackendScanner {
                            Cat("server sent an invalid message length ", len));
     }
     type_ = type;
+    len_ = len;
     remaining_ = len - 4;
     capturing_ = interesting_.find(type) != std::string_view::npos;
     if (capturing_ && remaining_ > kMaxCapturedBody) {
@@ -77,6 +82,7 @@ class BackendScanner {
   std::string_view interesting_;  // a handful of types: a short scan beats a 32-byte bitset
   std::string capture_;
   uint32_t remaining_ = 0;  // body bytes of the current message not yet scanned
+  uint32_t len_ = 0;        // the current message's length field (its body, plus 4)
   char header_[5] = {};
   uint8_t header_len_ = 0;  // header bytes held while a header is split across chunks
   char type_ = 0;

@@ -721,6 +721,81 @@ public final class JdbcDriverTest {
     }
   }
 
+  // Issue 18: pgjdbc's default prepareThreshold (5) on two connections whose statements of
+  // different SQL get the same server-side names (S_1, ...). Each result is the connection's own
+  // or an error (26000, inside a transaction block); never the other connection's. In autocommit
+  // pgjdbc prepares again on 26000 by itself, so no error reaches the application there.
+  static void preparedIsolation() throws Exception {
+    String aSql = "SELECT v FROM items WHERE id = ?";
+    String bSql = "SELECT (id * 1000)::text FROM items WHERE id = ?";
+    List<String> wrong = new ArrayList<>();
+    List<String> failures = new ArrayList<>();
+    int[] right = new int[2];  // in autocommit, in transaction blocks
+    try (Connection a = connect(props("prepareThreshold", "5"));
+        Connection b = connect(props("prepareThreshold", "5"));
+        PreparedStatement pa = a.prepareStatement(aSql);
+        PreparedStatement pb = b.prepareStatement(bSql)) {
+      List<Object[]> clients = List.of(new Object[] {"a", a, pa}, new Object[] {"b", b, pb});
+      for (String phase : List.of("autocommit", "transactions", "autocommit again")) {
+        boolean inTransaction = phase.equals("transactions");
+        a.setAutoCommit(!inTransaction);
+        b.setAutoCommit(!inTransaction);
+        for (int round = 0; round < (inTransaction ? 3 : 1); round++) {
+          for (int i = 1; i <= (inTransaction ? 5 : 12); i++) {
+            for (Object[] client : clients) {
+              String who = (String) client[0];
+              Connection c = (Connection) client[1];
+              PreparedStatement ps = (PreparedStatement) client[2];
+              int id = (i - 1) % 10 + 1;  // items has ids 1 to 10
+              String want = who.equals("a") ? "item " + id : String.valueOf(id * 1000);
+              String what = who + " " + phase + " " + round + " #" + i;
+              ps.setInt(1, id);
+              try (ResultSet rs = ps.executeQuery()) {
+                check(rs.next(), what + ": a row");
+                String got = rs.getString(1);
+                if (got.equals(want)) {
+                  right[inTransaction ? 1 : 0]++;
+                } else {
+                  wrong.add(what + ": wanted " + want + ", got " + got);
+                }
+              } catch (SQLException e) {
+                failures.add(what + ": " + e.getSQLState() + " " + e.getMessage());
+                if (!inTransaction) continue;
+                eq(e.getSQLState(), "26000", what + " (" + e.getMessage() + ")");
+                check(e.getMessage().contains("does not exist"), what + ": " + e.getMessage());
+                c.rollback();  // the next execution begins a new transaction
+              }
+            }
+          }
+          if (inTransaction) {
+            if (POOLED) check(backendPid(a) != backendPid(b), "a and b hold two servers");
+            // Each connection's server has its own statement (server-prepared), not the other's.
+            for (Object[] client : clients) {
+              Connection c = (Connection) client[1];
+              String mine = (client[0].equals("a") ? aSql : bSql).replace("?", "$1");
+              String theirs = (client[0].equals("a") ? bSql : aSql).replace("?", "$1");
+              String listed = one(c, "SELECT string_agg(statement, ' | ') FROM "
+                  + "pg_prepared_statements");
+              check(listed != null && listed.contains(mine), client[0] + " has " + listed);
+              check(!listed.contains(theirs), client[0] + " has the other's statement: " + listed);
+            }
+            a.commit();
+            b.commit();
+          }
+        }
+        check(pa.unwrap(org.postgresql.PGStatement.class).isUseServerPrepare(),
+            "a's statement is server-prepared after the threshold");
+      }
+    }
+    for (String f : failures) log("  " + f);
+    log(right[0] + " right in autocommit, " + right[1] + " right in transaction blocks, "
+        + wrong.size() + " wrong, " + failures.size() + " errors");
+    eq(wrong, List.of(), "results that are the other connection's");
+    eq(right[0], 48, "right results in autocommit (pgjdbc prepares again on 26000)");
+    check(right[1] >= 2 * 3 * 4, "right results in transaction blocks: " + right[1]);
+    if (!POOLED) eq(failures, List.of(), "errors from PostgreSQL itself");
+  }
+
   public static void main(String[] args) throws Exception {
     String name = args[0];
     log("pgjdbc " + org.postgresql.util.DriverInfo.DRIVER_VERSION + " (Java "
@@ -750,6 +825,7 @@ public final class JdbcDriverTest {
       case "auth": auth(); break;
       case "session_mode": sessionMode(); break;
       case "default_prepare_in_transaction_mode": defaultPrepareInTransactionMode(); break;
+      case "prepared_isolation": preparedIsolation(); break;
       default:
         log("unknown scenario " + name);
         System.exit(2);

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/strings.h"
+#include "tests/integration/pooled_servers_check.h"
 
 namespace shardyard::testing {
 namespace {
@@ -139,6 +140,40 @@ std::string DriverTest::RunScenario(Driver driver, const std::string& scenario,
     EXPECT_LE(CountBackends(*pg_, "app"), stack.size) << "server connections after the run";
   }
   return r.output;
+}
+
+std::string DriverTest::RunDirect(Driver driver, const std::string& scenario, const Stack& stack) {
+  CheckDriverAvailable(driver);
+  if (HasFatalFailure()) return "";
+  auto pg = StartAppServer();
+  EXPECT_TRUE(pg.ok()) << pg.status();
+  if (!pg.ok()) return "";
+  pg_ = *std::move(pg);
+  std::map<std::string, std::string> env = {
+      {"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(pg_->port())},
+      {"PGUSER", "app"},       {"PGPASSWORD", "secret"},
+      {"PGDATABASE", "app"},   {"PGCONNECT_TIMEOUT", "10"},
+      {"SY_MODE", stack.mode}, {"SY_POOL_SIZE", std::to_string(stack.size)},
+      {"SY_DIRECT", "1"},      {"PYTHONDONTWRITEBYTECODE", "1"},
+  };
+  auto start = std::chrono::steady_clock::now();
+  CommandResult r = RunCommand(Command(driver, scenario), env);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (r.exit_code != 0 || r.output.find(Cat("PASS ", scenario)) == std::string::npos) {
+    ADD_FAILURE() << DriverName(driver) << " scenario " << scenario
+                  << " failed against PostgreSQL itself (exit code " << r.exit_code << ")\n--- "
+                  << DriverName(driver) << " " << scenario << " (" << seconds << "s) output:\n"
+                  << r.output;
+  } else {
+    std::printf("%s %s (PostgreSQL itself): %.2fs\n%s", DriverName(driver), scenario.c_str(),
+                seconds, Tail(r.output, 5).c_str());
+  }
+  return r.output;
+}
+
+void DriverTest::ExpectPooledServersClean(const Stack& stack) {
+  ASSERT_TRUE(sy_ != nullptr) << "Shardyard is not running";
+  ::shardyard::testing::ExpectPooledServersClean(sy_->ConnInfo("app", "app", "secret"), stack.size);
 }
 
 }  // namespace shardyard::testing

@@ -42,6 +42,13 @@ class DriverTest : public ::testing::Test {
   // scenario: Shardyard logged no protocol violation, and in transaction mode kept at most
   // `stack.size` server connections. Returns the driver's output.
   std::string RunScenario(Driver driver, const std::string& scenario, const Stack& stack);
+  // Runs `scenario` of `driver` against PostgreSQL itself (SY_DIRECT=1; no Shardyard, the
+  // scenario skips its checks about pooling): what PostgreSQL answers, for reference. Starts
+  // PostgreSQL; expects the scenario to pass and returns its output.
+  std::string RunDirect(Driver driver, const std::string& scenario, const Stack& stack);
+  // After RunScenario: one client per pooled server connection (stack.size), each holding a
+  // transaction open, finds no prepared statement and no cursor an earlier client left there.
+  void ExpectPooledServersClean(const Stack& stack);
 
   std::unique_ptr<PgServer> pg_;
   std::unique_ptr<Shardyard> sy_;

@@ -45,6 +45,21 @@ TEST_F(JdbcTest, StartupParametersOverrideOptions) {
   RunScenario(Driver::kJdbc, "options_after_startup_parameters", Stack::Transaction(1));
 }
 
+// Issue 18: pgjdbc's default prepareThreshold (5) on two connections with PreparedStatements of
+// different SQL (both server-prepared as S_1, ...), in autocommit and in transactions: no result
+// is the other connection's (pgjdbc heals 26000 in autocommit), and no server connection keeps
+// a statement.
+TEST_F(JdbcTest, DefaultPrepareThresholdNeverGivesAnotherConnectionsResults) {
+  const Stack stack = Stack::Transaction(2);
+  RunScenario(Driver::kJdbc, "prepared_isolation", stack);
+  ExpectPooledServersClean(stack);
+}
+
+// The same scenario against PostgreSQL itself: every result right, no error.
+TEST_F(JdbcTest, DefaultPrepareThresholdScenarioOnPostgresqlItself) {
+  RunDirect(Driver::kJdbc, "prepared_isolation", Stack::Transaction(2));
+}
+
 // Gap until Shardyard supports named prepared statements in transaction mode: pgjdbc's default
 // prepareThreshold=5 fails with 42P05 "prepared statement "S_1" already exists" (or 26000).
 TEST_F(JdbcTest, DISABLED_DefaultPrepareThresholdInTransactionMode) {

@@ -627,6 +627,105 @@ async function scenarioNamedStatementsInTransactionMode() {
   }
 }
 
+async function scenarioNamedStatementIsolation() {
+  // Issue 18: two clients give different queries the same name ('getitem'), interleaved, in
+  // autocommit and in transactions. Each result is the client's own or an error (26000, with
+  // a hint naming node-postgres outside a transaction block); never the other client's.
+  const texts = {
+    a: 'SELECT v FROM items WHERE id = $1',
+    b: 'SELECT (id * 1000)::text AS v FROM items WHERE id = $1',
+  }
+  const want = { a: (i) => `item ${i}`, b: (i) => String(i * 1000) }
+  const right = []
+  const wrong = []
+  const errors = []
+  async function run(client, who, i, phase) {
+    try {
+      const r = await client.query({ name: 'getitem', text: texts[who], values: [i] })
+      const got = r.rows[0].v
+      ;(got === want[who](i) ? right : wrong).push({ who, i, phase, got })
+    } catch (e) {
+      errors.push({ who, i, phase, code: e.code, message: e.message, hint: e.hint, detail: e.detail })
+      if (phase.endsWith(' transaction')) {  // the transaction failed: a new one goes on
+        await client.query('ROLLBACK')
+        await client.query('BEGIN')
+      }
+    }
+  }
+
+  // Autocommit, interleaved: each named query is a transaction of its own, on whichever server
+  // connection is free.
+  const a = await connect()
+  const b = await connect()
+  try {
+    for (let i = 1; i <= 5; i++) {
+      await run(a, 'a', i, 'autocommit')
+      await run(b, 'b', i, 'autocommit')
+    }
+  } finally {
+    await Promise.all([a.end(), b.end()])
+  }
+
+  // Transactions, interleaved (each client holds a server connection), then autocommit, then
+  // a transaction again.
+  const c = await connect()
+  const d = await connect()
+  try {
+    await c.query('BEGIN')
+    await d.query('BEGIN')
+    if (POOLED) assert.notEqual(await backendPid(c), await backendPid(d), 'two server connections')
+    for (let i = 1; i <= 5; i++) {
+      await run(c, 'a', i, 'first transaction')
+      await run(d, 'b', i, 'first transaction')
+    }
+    for (const [client, who] of [[c, 'a'], [d, 'b']]) {
+      const r = await client.query('SELECT name, statement FROM pg_prepared_statements')
+      assert.deepEqual(r.rows, [{ name: 'getitem', statement: texts[who] }], 'the client\'s statement')
+    }
+    await c.query('COMMIT')
+    await d.query('COMMIT')
+    for (let i = 1; i <= 5; i++) {
+      await run(c, 'a', i, 'autocommit after transactions')
+      await run(d, 'b', i, 'autocommit after transactions')
+    }
+    await c.query('BEGIN')
+    await d.query('BEGIN')
+    for (let i = 1; i <= 3; i++) {
+      await run(c, 'a', i, 'second transaction')
+      await run(d, 'b', i, 'second transaction')
+    }
+    await c.query('COMMIT')
+    await d.query('COMMIT')
+  } finally {
+    await Promise.all([c.end(), d.end()])
+  }
+
+  for (const e of errors) log(`  ${e.who} ${e.phase} #${e.i}: ${e.code} ${e.message} (hint: ${e.hint})`)
+  log(`${right.length} right, ${wrong.length} wrong, ${errors.length} errors`)
+  assert.deepEqual(wrong, [], 'results that are another client\'s')
+  assert.equal(right.filter((r) => r.phase === 'first transaction').length, 10, 'right within a transaction')
+  if (!POOLED) {
+    assert.deepEqual(errors, [], 'errors from PostgreSQL itself')
+    return
+  }
+  for (const e of errors) {
+    const what = `${e.who} ${e.phase} #${e.i}: ${e.message}`
+    assert.equal(e.code, '26000', what)
+    if (!e.phase.startsWith('autocommit')) {
+      // Inside a transaction block PostgreSQL answers, for the name Shardyard gave the statement
+      // so that it fails where it stands.
+      assert.equal(e.message,
+        'prepared statement "getitem (Shardyard: not prepared in this transaction)" does not exist', what)
+      continue
+    }
+    // Shardyard's own answer (no server lent yet), with what to change.
+    assert.equal(e.message, 'prepared statement "getitem" does not exist', what)
+    assert.ok((e.hint || '').includes('node-postgres queries without a name'), `${what} hint: ${e.hint}`)
+    assert.ok((e.detail || '').includes('Shardyard closes'), `${what} detail: ${e.detail}`)
+  }
+  assert.ok(errors.length > 0, 'node-postgres bound a statement closed at the end of its transaction')
+}
+
 const scenarios = {
   types: scenarioTypes,
   transactions: scenarioTransactions,
@@ -639,6 +738,7 @@ const scenarios = {
   auth: scenarioAuth,
   session_mode: scenarioSessionMode,
   named_statements_in_transaction_mode: scenarioNamedStatementsInTransactionMode,
+  named_statement_isolation: scenarioNamedStatementIsolation,
 }
 
 async function main() {

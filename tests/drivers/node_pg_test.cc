@@ -46,6 +46,20 @@ TEST_F(NodePgTest, SessionModeKeepsNamedPreparedStatements) {
   RunScenario(Driver::kNodePg, "session_mode", Stack::Session(3));
 }
 
+// Issue 18: two clients name different queries alike ('getitem'), interleaved, in autocommit and
+// in transactions: no result is the other client's (errors are 26000 with a hint), and no
+// server connection keeps a statement.
+TEST_F(NodePgTest, SameNamedQueriesNeverGiveAnotherClientsResults) {
+  const Stack stack = Stack::Transaction(2);
+  RunScenario(Driver::kNodePg, "named_statement_isolation", stack);
+  ExpectPooledServersClean(stack);
+}
+
+// The same scenario against PostgreSQL itself: every result right, no error.
+TEST_F(NodePgTest, SameNamedQueriesScenarioOnPostgresqlItself) {
+  RunDirect(Driver::kNodePg, "named_statement_isolation", Stack::Transaction(2));
+}
+
 // Gap until Shardyard supports named prepared statements in transaction mode: a query with a
 // `name` fails with 42P05 "prepared statement "add" already exists" once clients share a server.
 TEST_F(NodePgTest, DISABLED_NamedStatementsInTransactionMode) {

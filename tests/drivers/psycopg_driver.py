@@ -741,6 +741,84 @@ def scenario_default_prepare_in_transaction_mode():
             c.close()
 
 
+def scenario_prepared_isolation():
+    """Issue 18: psycopg's defaults (prepare_threshold=5) with two clients whose statements get
+    the same name (_pg3_0) on two server connections. Each result is the client's own or an
+    error (26000 with the hint that names prepare_threshold); never the other client's."""
+    a_sql = "SELECT v FROM items WHERE id = %s"
+    b_sql = "SELECT (id * 1000)::text FROM items WHERE id = %s"
+    queries = {"a": (a_sql, lambda i: f"item {i}"), "b": (b_sql, lambda i: str(i * 1000))}
+    right, wrong, failures = [], [], []
+
+    def run(conn, who, i, phase):
+        sql, want = queries[who]
+        try:
+            got = conn.execute(sql, (i,)).fetchone()[0]
+        except psycopg.Error as e:
+            failures.append((who, i, phase, e))
+            if not conn.autocommit:
+                conn.rollback()  # psycopg then forgets its prepared statements (DEALLOCATE ALL)
+            return
+        (right if got == want(i) else wrong).append((who, i, phase, got))
+
+    a = psycopg.connect("")  # defaults: autocommit off, prepare_threshold 5
+    b = psycopg.connect("")
+    try:
+        eq(a.prepare_threshold, 5, "psycopg's default prepare_threshold")
+        # Both in a transaction at once, so each holds a server connection of its own; the 6th
+        # run of each query prepares it as _pg3_0 on that connection.
+        for i in range(1, 7):
+            run(a, "a", i, "first transaction")
+            run(b, "b", i, "first transaction")
+        if POOLED:
+            check(backend_pid(a) != backend_pid(b), "a and b hold different server connections")
+        for conn, sql in ((a, a_sql), (b, b_sql)):
+            rows = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+            eq(rows, [("_pg3_0", sql.replace("%s", "$1"))], "the client's statement is prepared")
+        a.commit()
+        b.commit()
+        # Autocommit: through Shardyard each run is a transaction of its own, on whichever
+        # server connection is free, where the other client's _pg3_0 was.
+        a.autocommit = b.autocommit = True
+        for i in range(1, 11):
+            run(a, "a", i, "autocommit")
+            run(b, "b", i, "autocommit")
+        # Transactions again: the statement is bound after BEGIN.
+        a.autocommit = b.autocommit = False
+        for i in range(1, 7):
+            run(a, "a", i, "second transaction")
+            run(b, "b", i, "second transaction")
+        a.commit()
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+    for who, i, phase, e in failures:
+        log(f"  {who} {phase} #{i}: {e.sqlstate} {str(e).splitlines()[0]} (hint: "
+            f"{e.diag.message_hint})")
+    log(f"{len(right)} right, {len(wrong)} wrong, {len(failures)} errors")
+    eq(wrong, [], "results that are another client's")
+    eq(sum(1 for r in right if r[2] == "first transaction"), 12, "right in the first transactions")
+    if not POOLED:
+        eq(len(failures), 0, "errors from PostgreSQL itself")
+        return
+    for who, i, phase, e in failures:
+        eq(e.sqlstate, "26000", f"{who} {phase} #{i}: {e}")
+        check(isinstance(e, errors.InvalidSqlStatementName), f"{type(e).__name__}: {e}")
+        if phase != "autocommit":
+            # Inside a transaction block PostgreSQL answers, for the name Shardyard gave the
+            # statement so that it fails where it stands.
+            check('prepared statement "_pg3_0 (Shardyard: not prepared in this transaction)" '
+                  'does not exist' in str(e), f"message: {e}")
+        else:
+            # Shardyard's own answer (no server lent yet), with what to change.
+            check('prepared statement "_pg3_0" does not exist' in str(e), f"message: {e}")
+            hint = e.diag.message_hint or ""
+            check("prepare_threshold=None" in hint, f"hint names prepare_threshold: {hint!r}")
+            check("Shardyard closes" in (e.diag.message_detail or ""), f"detail: {e}")
+    check(len(failures) > 0, "psycopg bound a statement closed at the end of its transaction")
+
+
 def main():
     name = sys.argv[1]
     fn = globals().get(f"scenario_{name}")

@@ -42,6 +42,20 @@ TEST_F(PsycopgTest, SessionModeKeepsPreparedStatementsAndSessionState) {
   RunScenario(Driver::kPsycopg, "session_mode", Stack::Session(3));
 }
 
+// Issue 18: with psycopg's defaults two clients both prepare "_pg3_0" (different queries) on the
+// two server connections, then run again in autocommit and in new transactions: no result is
+// the other client's (errors are 26000 with a hint), and no server connection keeps a statement.
+TEST_F(PsycopgTest, DefaultPrepareThresholdNeverGivesAnotherClientsResults) {
+  const Stack stack = Stack::Transaction(2);
+  RunScenario(Driver::kPsycopg, "prepared_isolation", stack);
+  ExpectPooledServersClean(stack);
+}
+
+// The same scenario against PostgreSQL itself: every result right, no error.
+TEST_F(PsycopgTest, DefaultPrepareThresholdScenarioOnPostgresqlItself) {
+  RunDirect(Driver::kPsycopg, "prepared_isolation", Stack::Transaction(2));
+}
+
 // Gap (docs/drivers.md, "Known gaps"): PostgreSQL's RESET returns a setting to the value of the
 // client's startup packet; through Shardyard it returns to the server connection's own default
 // (Etc/UTC, '') because startup settings are applied with set_config().

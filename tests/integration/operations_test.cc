@@ -1,9 +1,12 @@
 // Operating the daemon: --check/--version/--help, SIGHUP reload, SIGTERM graceful shutdown,
 // SIGINT immediate shutdown, and close reasons in the log.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -52,6 +55,29 @@ TEST(CommandLineTest, CheckPrintsEveryProblemWithFileLineAndKey) {
   CommandResult ok = RunCommand({ShardyardBinary(), "--config", path, "--check"});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_THAT(ok.output, HasSubstr("configuration is valid"));
+  RemoveTree(dir);
+}
+
+TEST(CommandLineTest, CheckWarnsThatReplicasAndMoreShardsAreNotUsedYetButPasses) {
+  std::string dir = MakeTempDir("sy-check", false);
+  std::string path = dir + "/sharded.yaml";
+  std::ofstream(path) << "users: [{name: a, password: b}]\n"
+                         "databases:\n"
+                         "  - name: app\n"
+                         "    shards:\n"
+                         "      - primary: {host: 10.0.0.5, port: 5432}\n"
+                         "        replicas: [{host: 10.0.0.6, port: 5432}]\n"
+                         "      - primary: {host: 10.0.0.7, port: 5432}\n"
+                         "  - name: plain\n"
+                         "    shards: [{primary: {host: 10.0.0.8, port: 5432}}]\n";
+  CommandResult r = RunCommand({ShardyardBinary(), "--config", path, "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr("warning: database \"app\": 1 replica of shard 0 and shard 1 are accepted "
+                        "but not used yet: Shardyard routes every query to shard 0's primary "
+                        "(10.0.0.5:5432) until read/write splitting and sharding land\n"));
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("\"plain\"")));
+  EXPECT_THAT(r.output, HasSubstr("configuration is valid"));
   RemoveTree(dir);
 }
 
@@ -188,6 +214,22 @@ TEST_F(OperationsTest, SigintClosesEverythingAtOnce) {
   EXPECT_NE(PQresultStatus(r.get()), PGRES_TUPLES_OK);
 }
 
+TEST_F(OperationsTest, UnusedReplicasAreLoggedAtStartupAndTheFirstPrimaryServes) {
+  auto pg = StartAppServer();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  pg_ = *std::move(pg);
+  ConfigOptions o;
+  // The replica is never connected to: nothing listens on port 1.
+  o.databases =
+      Cat("  - name: app\n    shards:\n      - primary: {host: 127.0.0.1, port: ", pg_->port(),
+          "}\n        replicas: [{host: 127.0.0.1, port: 1}]\n");
+  StartProxy(o);
+  EXPECT_THAT(sy_->Log(), HasSubstr("WARNING database \"app\": 1 replica of shard 0 is accepted "
+                                    "but not used yet"));
+  PgConn c = Client();
+  EXPECT_EQ(*QueryValue(c.get(), "SELECT 1"), "1");
+}
+
 TEST_F(OperationsTest, EveryCloseIsLoggedWithItsReason) {
   ConfigOptions o;
   o.log_level = "debug";
@@ -206,8 +248,24 @@ TEST_F(OperationsTest, EveryCloseIsLoggedWithItsReason) {
     ::shutdown(PQsocket(c->get()), SHUT_RDWR);
   }
   EXPECT_FALSE(TryClient("app", "app", "nope").ok());
+  // A connection closed before it sends a byte (a TCP health check) is routine, as in PostgreSQL.
+  uint16_t silent_port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(sy_->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    silent_port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
   std::this_thread::sleep_for(1500ms);
   std::string log = sy_->Log();
+  EXPECT_THAT(log, HasSubstr(Cat("127.0.0.1:", silent_port,
+                                 " closing because: client closed the connection")));
   EXPECT_THAT(log, HasSubstr("app/app closing because: client sent Terminate"));
   EXPECT_THAT(log, HasSubstr("app/app closing because: client closed the connection"));
   EXPECT_THAT(log, HasSubstr("closing because: authentication failed"));

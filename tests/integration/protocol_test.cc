@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/crypto.h"
@@ -279,7 +280,9 @@ class RawClient {
     timeval tv{10, 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   }
-  ~RawClient() { close(fd_); }
+  ~RawClient() {
+    if (fd_ >= 0) close(fd_);
+  }
   bool connected() const { return connected_; }
   void Send(std::string_view bytes) { (void)!write(fd_, bytes.data(), bytes.size()); }
   // Reads typed messages until one of `type` arrives (returns its body) or the socket closes.
@@ -303,6 +306,44 @@ class RawClient {
   bool Stirs(int ms) {
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, ms) > 0;
+  }
+  // Everything the server sends until it closes the connection; nullopt if it fails or stays
+  // open (10 s).
+  std::optional<std::string> ReadToEnd() {
+    std::string all = std::move(buffer_);
+    buffer_.clear();
+    char chunk[4096];
+    while (true) {
+      ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n == 0) return all;
+      if (n < 0) return std::nullopt;
+      all.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  // Exactly `n` bytes (fewer if the connection ends first).
+  std::string ReadBytes(size_t n) {
+    std::string out;
+    char chunk[64];
+    while (out.size() < n) {
+      ssize_t got = read(fd_, chunk, std::min(sizeof(chunk), n - out.size()));
+      if (got <= 0) break;
+      out.append(chunk, static_cast<size_t>(got));
+    }
+    return out;
+  }
+  // This end's port, as the proxy sees it.
+  uint16_t LocalPort() const {
+    sockaddr_in addr{};
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    return ntohs(addr.sin_port);
+  }
+  // Closes with a reset (RST) instead of an orderly end of file, as a crashed client does.
+  void Reset() {
+    linger l{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(fd_);
+    fd_ = -1;
   }
   // True once the server has closed the connection (after draining what it sent).
   bool Closed() {
@@ -405,6 +446,47 @@ TEST_F(MalformedInputTest, GarbageStartupPacketIsRejected) {
   EXPECT_EQ(SqlstateOf(*error), "08P01");
   PgConn c = Client();
   EXPECT_EQ(*QueryValue(c.get(), "SELECT 1"), "1");
+}
+
+TEST_F(MalformedInputTest, TerminateBeforeTheStartupPacketIsClosedWithoutAWord) {
+  // node-postgres sends Terminate when it is closed while connecting; PostgreSQL closes such a
+  // connection without answering.
+  constexpr std::string_view kTerminate("X\0\0\0\x04", 5);
+  RawClient raw(sy_->port());
+  ASSERT_TRUE(raw.connected());
+  raw.Send(kTerminate);
+  std::optional<std::string> answer = raw.ReadToEnd();
+  ASSERT_TRUE(answer.has_value()) << "the connection was not closed cleanly";
+  EXPECT_EQ(*answer, "");
+  // The same after an SSLRequest was declined.
+  RawClient after_ssl(sy_->port());
+  after_ssl.Send(wire::Encode(wire::fe::SslRequest{}));
+  ASSERT_EQ(after_ssl.ReadBytes(1), "N");
+  after_ssl.Send(kTerminate);
+  answer = after_ssl.ReadToEnd();
+  ASSERT_TRUE(answer.has_value()) << "the connection was not closed cleanly";
+  EXPECT_EQ(*answer, "");
+
+  EXPECT_TRUE(sy_->process().WaitForLog(
+      Cat("127.0.0.1:", raw.LocalPort(),
+          " closing because: client sent Terminate in place of its startup packet"),
+      std::chrono::seconds(5)))
+      << sy_->Log();
+  PgConn c = Client();
+  EXPECT_EQ(*QueryValue(c.get(), "SELECT 1"), "1");
+}
+
+TEST_F(MalformedInputTest, AClientThatResetsItsConnectionIsLoggedWithItsAddress) {
+  RawClient raw(sy_->port());
+  ASSERT_TRUE(raw.Login("raw"));
+  const uint16_t port = raw.LocalPort();
+  raw.Reset();
+  // The socket can no longer name its peer by then: the address was kept from accept.
+  EXPECT_TRUE(sy_->process().WaitForLog(
+      Cat("127.0.0.1:", port, " app/raw closing because: client connection failed"),
+      std::chrono::seconds(5)))
+      << sy_->Log();
+  EXPECT_THAT(sy_->Log(), ::testing::Not(HasSubstr(" ? ")));
 }
 
 TEST_F(MalformedInputTest, DataPipelinedAfterSslRequestIsRefused) {

@@ -267,16 +267,42 @@ TEST_F(SessionStateTest, SettingsChangedThroughTheExtendedProtocolAreReadBackToo
   EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
   EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "32MB");
 
-  // A prepared statement changes settings each time it runs, not only when it is prepared.
-  r = PQprepare(a.get(), "tenant", "SELECT set_config('app.tenant', $1, false)", 1, nullptr);
-  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
-  PQclear(r);
+  // A prepared statement changes settings each time it runs, not only when it is prepared. (A
+  // named statement lasts until the end of its transaction in transaction mode: issue 18.)
   for (const char* tenant : {"7", "8"}) {
+    ASSERT_TRUE(Exec(a.get(), "BEGIN").ok());
+    r = PQprepare(a.get(), "tenant", "SELECT set_config('app.tenant', $1, false)", 1, nullptr);
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
     r = PQexecPrepared(a.get(), "tenant", 1, &tenant, nullptr, nullptr, 0);
     ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
     PQclear(r);
+    ASSERT_TRUE(Exec(a.get(), "COMMIT").ok());
     EXPECT_EQ(*QueryValue(b.get(), "SELECT coalesce(current_setting('app.tenant', true), '')"), "");
     EXPECT_EQ(*QueryValue(a.get(), "SELECT current_setting('app.tenant')"), tenant);
+  }
+}
+
+// The ReadyForQuery that ends a transaction which SET something is held back for the read-back
+// even when it arrives split across two reads of the server's socket (its first bytes must not
+// reach the client, nor the server go back, before the settings are read). The reply's size
+// puts it across the 8 kB and 16 kB marks, where reads tend to cut the stream.
+TEST_F(SessionStateTest, SettingsAreReadBackWhenTheReadyForQueryArrivesSplit) {
+  StartWith("  size: 1\n");
+  for (int mark : {8192, 16384}) {
+    for (int before = 1; before <= 5; ++before) {
+      // CommandComplete "SET" (9 bytes), RowDescription of "repeat" (32), DataRow (11 + n),
+      // CommandComplete "SELECT 1" (14), then ReadyForQuery at 66 + n.
+      const int n = mark - before - 66;
+      SCOPED_TRACE(Cat("ReadyForQuery at ", mark, " - ", before));
+      PgConn a = Client();
+      PgConn b = Client();
+      auto value = QueryValue(a.get(), Cat("SET work_mem = '77MB'; SELECT repeat('x', ", n, ")"));
+      ASSERT_TRUE(value.ok()) << value.status();
+      ASSERT_EQ(value->size(), static_cast<size_t>(n));
+      EXPECT_EQ(*QueryValue(b.get(), "SHOW work_mem"), "4MB");
+      EXPECT_EQ(*QueryValue(a.get(), "SHOW work_mem"), "77MB");
+    }
   }
 }
 

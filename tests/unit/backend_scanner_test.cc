@@ -64,6 +64,42 @@ TEST(BackendScannerTest, ReportsMidMessagePositions) {
   EXPECT_EQ(seen, 1);
 }
 
+// The pump holds back a ReadyForQuery split across reads: it must know how many of the chunk's
+// last bytes begin it, and of what type they are, wherever the split falls.
+TEST(BackendScannerTest, TellsHowMuchOfASplitMessageWasScanned) {
+  std::string stream = Encode(be::CommandComplete{"SELECT 1"});
+  const size_t ready_at = stream.size();
+  Encode(be::ReadyForQuery{be::TxStatus::kIdle}, &stream);
+  for (size_t cut = ready_at + 1; cut < stream.size(); ++cut) {
+    BackendScanner scanner("Z");
+    int seen = 0;
+    ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(0, cut),
+                             [&](char, std::string_view, size_t) { ++seen; })
+                    .ok());
+    ASSERT_FALSE(scanner.AtBoundary()) << cut;
+    EXPECT_EQ(scanner.PartialBytes(), cut - ready_at) << cut;
+    EXPECT_EQ(scanner.PartialType(), cut - ready_at < 5 ? 0 : 'Z') << cut;
+    // Rewound to the message's start, the scan finds it whole in the bytes kept plus the rest.
+    scanner.Reset();
+    size_t end = 0;
+    ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(ready_at),
+                             [&](char t, std::string_view, size_t e) {
+                               seen += t == 'Z';
+                               end = e;
+                             })
+                    .ok());
+    EXPECT_EQ(seen, 1) << cut;
+    EXPECT_EQ(end, 6u) << cut;
+    EXPECT_TRUE(scanner.AtBoundary());
+  }
+  // Inside a long message, too.
+  BackendScanner scanner("Z");
+  std::string row = Encode(be::DataRow{{std::string(100, 'x')}});
+  ASSERT_TRUE(scanner.Scan(std::string_view(row).substr(0, 40), [](char, std::string_view) {}).ok());
+  EXPECT_EQ(scanner.PartialBytes(), 40u);
+  EXPECT_EQ(scanner.PartialType(), 'D');
+}
+
 TEST(BackendScannerTest, EndOffsetsPointPastEachMessage) {
   std::string stream;
   Encode(be::CommandComplete{"BEGIN"}, &stream);

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/strings.h"
+
 namespace shardyard::config {
 namespace {
 
@@ -211,6 +213,46 @@ TEST(ConfigTest, SeveralShardsAndReplicasLoad) {
   ASSERT_TRUE(r.config);
   EXPECT_EQ(r.config->databases[0].shards.size(), 2u);
   EXPECT_EQ(r.config->databases[0].shards[0].replicas.size(), 2u);
+}
+
+// The shards and replicas a config lists but Shardyard does not use yet, one line per database.
+std::vector<std::string> Warnings(const std::string& databases) {
+  LoadResult r =
+      LoadConfigText(Cat("users: [{name: u, password: p}]\ndatabases:\n", databases), "t.yaml");
+  EXPECT_TRUE(r.config.has_value()) << (r.errors.empty() ? "" : r.errors[0].ToString());
+  return r.config ? ConfigWarnings(*r.config) : std::vector<std::string>{};
+}
+
+TEST(ConfigTest, UnusedReplicasAndShardsAreNamedInOneWarningPerDatabase) {
+  EXPECT_THAT(Warnings("  - {name: one, shards: [{primary: {host: a, port: 1}}]}\n"),
+              ::testing::IsEmpty());
+  std::vector<std::string> w = Warnings(
+      "  - name: app\n"
+      "    shards:\n"
+      "      - primary: {host: 10.0.0.5, port: 5432}\n"
+      "        replicas: [{host: b, port: 2}]\n"
+      "      - primary: {host: c, port: 3}\n"
+      "      - primary: {host: d, port: 4}\n"
+      "      - primary: {host: e, port: 5}\n"
+      "  - {name: plain, shards: [{primary: {host: a, port: 1}}]}\n"
+      "  - name: reads\n"
+      "    shards: [{primary: {host: f, port: 6}, replicas: [{host: g, port: 7}, "
+      "{host: h, port: 8}]}]\n"
+      "  - name: split\n"
+      "    shards: [{primary: {host: i, port: 9}}, {primary: {host: j, port: 10}, replicas: "
+      "[{host: k, port: 11}]}]\n");
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_EQ(w[0],
+            "database \"app\": 1 replica of shard 0 and shards 1-3 are accepted but not used yet: "
+            "Shardyard routes every query to shard 0's primary (10.0.0.5:5432) until read/write "
+            "splitting and sharding land");
+  EXPECT_EQ(w[1],
+            "database \"reads\": 2 replicas of shard 0 are accepted but not used yet: Shardyard "
+            "routes every query to shard 0's primary (f:6) until read/write splitting lands");
+  EXPECT_EQ(w[2],
+            "database \"split\": shard 1 (with 1 replica) is accepted but not used yet: Shardyard "
+            "routes every query to shard 0's primary (i:9) until read/write splitting and "
+            "sharding land");
 }
 
 TEST(ConfigTest, YamlSyntaxErrorsHaveALine) {

@@ -1,4 +1,4 @@
-// Tests the lexical scan that finds SQL which may change session settings beyond a transaction.
+// Tests the lexical scan that finds SQL which may change session state beyond a transaction.
 #include "router/session_sql.h"
 
 #include <gmock/gmock.h>
@@ -184,6 +184,11 @@ TEST(SessionSqlTest, TheQuickCheckPassesEverythingTheScanFinds) {
       "TO ",
       "SESSION ",
       "TRANSACTION ",
+      "PREPARE q AS ",
+      "prepare ",
+      "DECLARE c CURSOR ",
+      "WITH HOLD FOR ",
+      "prepared_at ",
   };
   std::mt19937 rng(20261123);
   int changing = 0;
@@ -192,12 +197,50 @@ TEST(SessionSqlTest, TheQuickCheckPassesEverythingTheScanFinds) {
     const int pieces = 1 + static_cast<int>(rng() % 12);
     for (int p = 0; p < pieces; ++p) sql += kPieces[rng() % std::size(kPieces)];
     for (bool standard : {true, false}) {
-      if (!ScanSessionChanges(sql, standard).settings) continue;
+      const SessionChanges found = ScanSessionChanges(sql, standard);
+      if (!found.settings && !found.objects) continue;
       ++changing;
       ASSERT_TRUE(MayChangeSettings(sql)) << sql;
     }
   }
   EXPECT_GT(changing, 5000);  // the pieces do make settings-changing SQL often
+}
+
+bool Objects(std::string_view sql) { return ScanSessionChanges(sql).objects; }
+
+TEST(SessionSqlTest, PrepareHoldCursorsAndDoMayLeaveObjectsBehind) {
+  EXPECT_TRUE(Objects("PREPARE q (int) AS SELECT $1"));
+  EXPECT_TRUE(Objects("prepare q as select 1"));
+  EXPECT_TRUE(Objects("BEGIN; PREPARE q AS SELECT 1; COMMIT"));
+  EXPECT_TRUE(Objects("DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
+  EXPECT_TRUE(Objects("declare c binary no scroll cursor with hold for select 1"));
+  EXPECT_TRUE(Objects("/* x */ DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1; "
+                      "DECLARE d CURSOR WITH HOLD FOR SELECT 1"));
+  EXPECT_TRUE(Objects("DO $$ BEGIN EXECUTE 'PREPARE q AS SELECT 1'; END $$"));
+  // Gone at the end of the transaction, or not the session's.
+  EXPECT_FALSE(Objects("DECLARE c CURSOR FOR SELECT 1"));
+  EXPECT_FALSE(Objects("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1"));
+  EXPECT_FALSE(Objects("DECLARE c CURSOR FOR SELECT 'with hold'"));
+  EXPECT_FALSE(Objects("DECLARE c CURSOR FOR SELECT with_ FROM hold"));
+  EXPECT_FALSE(Objects("PREPARE TRANSACTION 'gid'"));
+  EXPECT_FALSE(Objects("EXECUTE q (1)"));
+  EXPECT_FALSE(Objects("SELECT 'PREPARE q AS SELECT 1'"));
+  EXPECT_FALSE(Objects("SET search_path = a"));
+  // Neither changes a setting.
+  EXPECT_FALSE(Changes("PREPARE q AS SELECT 1"));
+  EXPECT_FALSE(Changes("DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
+}
+
+TEST(SessionSqlTest, TheQuickCheckFindsPrepareAndDeclareAsWholeWords) {
+  for (std::string_view sql : {"PREPARE q AS SELECT 1", "x;\nprepare q as select 1",
+                               "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "  declare c cursor"}) {
+    EXPECT_TRUE(MayChangeSettings(sql)) << sql;
+  }
+  for (std::string_view sql :
+       {"SELECT id,\nprepared_at FROM t", "SELECT declared FROM t", "SELECT 1 AS prepare_x",
+        "SELECT * FROM t WHERE kind = 'prepare'"}) {
+    EXPECT_FALSE(MayChangeSettings(sql)) << sql;
+  }
 }
 
 TEST(SessionSqlTest, PlainDataStatementsAreOneStatementOfTheDataKinds) {
