@@ -175,8 +175,8 @@ class Driver {
       std::exit(2);
     }
     wire::fe::StartupMessage sm;
-    sm.parameters = {{"user", o.user}, {"database", o.database},
-                     {"application_name", "sy_idle_clients"}};
+    sm.parameters = {
+        {"user", o.user}, {"database", o.database}, {"application_name", "sy_idle_clients"}};
     startup_ = wire::Encode(sm);
   }
   ~Driver() {

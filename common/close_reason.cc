@@ -23,15 +23,9 @@ std::array<std::atomic<uint64_t>, kCloseReasonCount> g_counts{};
 
 }  // namespace
 
-std::string_view CloseReasonText(CloseReason r) {
-  return kRows[static_cast<int>(r)].text;
-}
-std::string_view CloseReasonMetricName(CloseReason r) {
-  return kRows[static_cast<int>(r)].metric;
-}
-std::string_view CloseReasonSide(CloseReason r) {
-  return kRows[static_cast<int>(r)].side;
-}
+std::string_view CloseReasonText(CloseReason r) { return kRows[static_cast<int>(r)].text; }
+std::string_view CloseReasonMetricName(CloseReason r) { return kRows[static_cast<int>(r)].metric; }
+std::string_view CloseReasonSide(CloseReason r) { return kRows[static_cast<int>(r)].side; }
 void CountClose(CloseReason r) {
   g_counts[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed);
 }

@@ -17,15 +17,13 @@ std::string_view StripSpaces(std::string_view s) {
 }
 
 // Splits "250ms" into (250, "ms"); fails on a missing or negative number.
-absl::StatusOr<std::pair<int64_t, std::string_view>> SplitNumber(
-    std::string_view text) {
+absl::StatusOr<std::pair<int64_t, std::string_view>> SplitNumber(std::string_view text) {
   text = StripSpaces(text);
   size_t i = 0;
   while (i < text.size() && (text[i] >= '0' && text[i] <= '9')) ++i;
   int64_t value = 0;
   if (i == 0 || !ParseInt(text.substr(0, i), &value)) {
-    return absl::InvalidArgumentError(
-        Cat("\"", text, "\" does not start with a whole number"));
+    return absl::InvalidArgumentError(Cat("\"", text, "\" does not start with a whole number"));
   }
   return std::make_pair(value, StripSpaces(text.substr(i)));
 }
@@ -46,9 +44,8 @@ absl::StatusOr<Duration> ParseDuration(std::string_view text) {
   }};
   if (unit.empty()) {
     if (value == 0) return Duration(0);
-    return absl::InvalidArgumentError(Cat(
-        "\"", text, "\" needs a unit: us, ms, s, m, h or d (for example \"",
-        value, "s\")"));
+    return absl::InvalidArgumentError(
+        Cat("\"", text, "\" needs a unit: us, ms, s, m, h or d (for example \"", value, "s\")"));
   }
   for (const auto& [name, nanos] : kUnits) {
     if (unit != name) continue;
@@ -57,8 +54,8 @@ absl::StatusOr<Duration> ParseDuration(std::string_view text) {
     }
     return Duration(value * nanos);
   }
-  return absl::InvalidArgumentError(Cat(
-      "\"", text, "\" has an unknown unit \"", unit, "\" (use us, ms, s, m, h or d)"));
+  return absl::InvalidArgumentError(
+      Cat("\"", text, "\" has an unknown unit \"", unit, "\" (use us, ms, s, m, h or d)"));
 }
 
 std::string FormatDuration(Duration d) {
@@ -92,8 +89,8 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
   } else if (u == "gb" || u == "g") {
     mult = int64_t{1} << 30;
   } else {
-    return absl::InvalidArgumentError(Cat(
-        "\"", text, "\" has an unknown unit \"", unit, "\" (use B, kB, MB or GB)"));
+    return absl::InvalidArgumentError(
+        Cat("\"", text, "\" has an unknown unit \"", unit, "\" (use B, kB, MB or GB)"));
   }
   if (value > std::numeric_limits<int64_t>::max() / mult) {
     return absl::InvalidArgumentError(Cat("\"", text, "\" is too large"));

@@ -35,12 +35,23 @@ PgErrorFields DecodeFields(std::string_view data) {
   for (std::string_view part : Split(data, '\0', /*skip_empty=*/true)) {
     std::string value(part.substr(1));
     switch (part[0]) {
-      case 'S': f.severity = std::move(value); break;
-      case 'C': f.sqlstate = std::move(value); break;
-      case 'M': f.message = std::move(value); break;
-      case 'D': f.detail = std::move(value); break;
-      case 'H': f.hint = std::move(value); break;
-      default: break;
+      case 'S':
+        f.severity = std::move(value);
+        break;
+      case 'C':
+        f.sqlstate = std::move(value);
+        break;
+      case 'M':
+        f.message = std::move(value);
+        break;
+      case 'D':
+        f.detail = std::move(value);
+        break;
+      case 'H':
+        f.hint = std::move(value);
+        break;
+      default:
+        break;
     }
   }
   return f;
@@ -80,18 +91,16 @@ absl::Status PgError(absl::StatusCode code, PgErrorFields fields) {
   return status;
 }
 
-absl::Status PgErrorStatus(absl::StatusCode code, std::string_view state,
-                           std::string message, std::string detail,
-                           std::string hint) {
-  return PgError(code, {"ERROR", std::string(state), std::move(message),
-                        std::move(detail), std::move(hint)});
+absl::Status PgErrorStatus(absl::StatusCode code, std::string_view state, std::string message,
+                           std::string detail, std::string hint) {
+  return PgError(
+      code, {"ERROR", std::string(state), std::move(message), std::move(detail), std::move(hint)});
 }
 
-absl::Status PgFatalStatus(absl::StatusCode code, std::string_view state,
-                           std::string message, std::string detail,
-                           std::string hint) {
-  return PgError(code, {"FATAL", std::string(state), std::move(message),
-                        std::move(detail), std::move(hint)});
+absl::Status PgFatalStatus(absl::StatusCode code, std::string_view state, std::string message,
+                           std::string detail, std::string hint) {
+  return PgError(
+      code, {"FATAL", std::string(state), std::move(message), std::move(detail), std::move(hint)});
 }
 
 std::optional<PgErrorFields> GetPgError(const absl::Status& status) {

@@ -45,12 +45,10 @@ inline constexpr std::string_view kConfigFileError = "F0000";
 absl::Status PgError(absl::StatusCode code, PgErrorFields fields);
 
 // Shorthands for the common severities.
-absl::Status PgErrorStatus(absl::StatusCode code, std::string_view sqlstate,
-                           std::string message, std::string detail = "",
-                           std::string hint = "");
-absl::Status PgFatalStatus(absl::StatusCode code, std::string_view sqlstate,
-                           std::string message, std::string detail = "",
-                           std::string hint = "");
+absl::Status PgErrorStatus(absl::StatusCode code, std::string_view sqlstate, std::string message,
+                           std::string detail = "", std::string hint = "");
+absl::Status PgFatalStatus(absl::StatusCode code, std::string_view sqlstate, std::string message,
+                           std::string detail = "", std::string hint = "");
 
 // The fields carried by `status`, if it was built by PgError.
 std::optional<PgErrorFields> GetPgError(const absl::Status& status);

@@ -43,8 +43,7 @@ absl::StatusOr<ScramSecret> ScramSecret::Parse(std::string_view text) {
   return s;
 }
 
-ScramSecret ScramSecret::FromPassword(std::string_view password, std::string salt,
-                                      int iterations) {
+ScramSecret ScramSecret::FromPassword(std::string_view password, std::string salt, int iterations) {
   ScramSecret s;
   s.iterations = iterations;
   s.salt = std::move(salt);

@@ -45,8 +45,7 @@ absl::StatusOr<YamlNode> ParseYaml(std::string_view text) {
     YAML::Node root = YAML::Load(std::string(text));
     return Convert(root);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
   }
 }
 

@@ -14,12 +14,12 @@ namespace shardyard::config {
 struct YamlNode {
   enum class Kind { kNull, kScalar, kSequence, kMap };
   Kind kind = Kind::kNull;
-  std::string scalar;  // for kScalar
-  bool quoted = false; // the scalar was written in quotes (so "123" is a string)
-  std::vector<YamlNode> items;                          // for kSequence
+  std::string scalar;           // for kScalar
+  bool quoted = false;          // the scalar was written in quotes (so "123" is a string)
+  std::vector<YamlNode> items;  // for kSequence
   std::vector<std::pair<std::string, YamlNode>> entries;  // for kMap, in file order
-  std::vector<int> entry_lines;                         // line of each map key
-  int line = 0;  // 1-based
+  std::vector<int> entry_lines;                           // line of each map key
+  int line = 0;                                           // 1-based
 };
 
 // Parses one YAML document. A syntax error comes back as InvalidArgument with "line N: ...".

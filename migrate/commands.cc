@@ -27,12 +27,9 @@ using Clock = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------------------------
 // Command line
 
-absl::Status Usage(std::string_view what) {
-  return absl::InvalidArgumentError(std::string(what));
-}
+absl::Status Usage(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
 
-absl::StatusOr<Duration> DurationFlag(std::string_view flag,
-                                      std::string_view value) {
+absl::StatusOr<Duration> DurationFlag(std::string_view flag, std::string_view value) {
   auto d = ParseDuration(value);
   if (!d.ok()) return Usage(Cat(flag, ": ", d.status().message()));
   return *d;
@@ -66,8 +63,7 @@ exit codes: 0 done, 1 a migration failed (or was refused), 2 usage or config err
 )";
 }
 
-absl::StatusOr<CliOptions> ParseCommandLine(
-    const std::vector<std::string>& args) {
+absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args) {
   CliOptions o;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
@@ -97,8 +93,7 @@ absl::StatusOr<CliOptions> ParseCommandLine(
       if (i + 1 >= args.size()) return Usage(Cat(name, " needs a value"));
       value = args[++i];
     }
-    auto int_flag = [&](int64_t min, int64_t max,
-                        int64_t* out) -> absl::Status {
+    auto int_flag = [&](int64_t min, int64_t max, int64_t* out) -> absl::Status {
       if (!ParseInt(value, out) || *out < min || *out > max) {
         return Usage(Cat(name, " must be a number from ", min, " to ", max));
       }
@@ -124,13 +119,11 @@ absl::StatusOr<CliOptions> ParseCommandLine(
         if (!ParseInt(part, &shard) || shard < 0) {
           return Usage(Cat("--shards: \"", part, "\" is not a shard number"));
         }
-        if (std::find(o.shards.begin(), o.shards.end(), shard) ==
-            o.shards.end()) {
+        if (std::find(o.shards.begin(), o.shards.end(), shard) == o.shards.end()) {
           o.shards.push_back(shard);
         }
       }
-      if (o.shards.empty())
-        return Usage("--shards needs shard numbers, e.g. 0,2");
+      if (o.shards.empty()) return Usage("--shards needs shard numbers, e.g. 0,2");
     } else if (name == "--canary") {
       int64_t v = 0;
       st = int_flag(0, 100000, &v);
@@ -141,8 +134,7 @@ absl::StatusOr<CliOptions> ParseCommandLine(
       o.parallel = static_cast<int>(v);
     } else if (name == "--allow") {
       for (std::string_view rule : Split(value, ',', /*skip_empty=*/true)) {
-        if (rule != "all" && !IsLintRule(rule))
-          return Usage(Cat("--allow: unknown rule ", rule));
+        if (rule != "all" && !IsLintRule(rule)) return Usage(Cat("--allow: unknown rule ", rule));
         o.allow.emplace_back(rule);
       }
     } else if (name == "--lock-timeout" || name == "--statement-timeout" ||
@@ -155,8 +147,7 @@ absl::StatusOr<CliOptions> ParseCommandLine(
       if (name == "--lock-retry-deadline") o.lock_retry_deadline = *d;
       if (name == "--max-replica-lag") o.max_replica_lag = *d;
       if (name == "--lock-ttl") {
-        if (*d < std::chrono::seconds(1))
-          return Usage("--lock-ttl must be at least 1s");
+        if (*d < std::chrono::seconds(1)) return Usage("--lock-ttl must be at least 1s");
         o.lock_ttl = *d;
       }
     } else {
@@ -165,15 +156,12 @@ absl::StatusOr<CliOptions> ParseCommandLine(
     if (!st.ok()) return st;
   }
   if (o.help) return o;
-  static const std::set<std::string> kCommands = {
-      "new", "status", "plan", "apply", "rollback", "lint", "verify", "repair"};
+  static const std::set<std::string> kCommands = {"new",      "status", "plan",   "apply",
+                                                  "rollback", "lint",   "verify", "repair"};
   if (o.command.empty()) return Usage("missing COMMAND");
-  if (!kCommands.contains(o.command))
-    return Usage(Cat("unknown command ", o.command));
-  if (o.command == "new" && o.args.size() != 1)
-    return Usage("new takes one NAME");
-  if (o.command == "lint" && o.args.empty())
-    return Usage("lint needs FILE arguments");
+  if (!kCommands.contains(o.command)) return Usage(Cat("unknown command ", o.command));
+  if (o.command == "new" && o.args.size() != 1) return Usage("new takes one NAME");
+  if (o.command == "lint" && o.args.empty()) return Usage("lint needs FILE arguments");
   if (o.command != "new" && o.command != "lint" && !o.args.empty()) {
     return Usage(Cat(o.command, " takes no arguments (got ", o.args[0], ")"));
   }
@@ -215,9 +203,7 @@ std::string JsonString(std::string_view s) {
   return out + "\"";
 }
 
-void Print(std::FILE* f, std::string_view text) {
-  std::fwrite(text.data(), 1, text.size(), f);
-}
+void Print(std::FILE* f, std::string_view text) { std::fwrite(text.data(), 1, text.size(), f); }
 
 struct ShardState {
   ShardTarget target;
@@ -233,8 +219,7 @@ struct ShardState {
     return nullptr;
   }
   bool LockHeldByLiveRunner() const {
-    return lock && lock->expires_in_seconds > 0 &&
-           !OwnerIsDeadLocalProcess(lock->owner);
+    return lock && lock->expires_in_seconds > 0 && !OwnerIsDeadLocalProcess(lock->owner);
   }
 };
 
@@ -276,15 +261,11 @@ class Command {
     }
     config_ = std::move(*loaded.config);
     const config::Database* db = config_.FindDatabase(o_.database);
-    if (!db)
-      return UsageError(
-          Cat("database \"", o_.database, "\" is not in ", o_.config_path));
+    if (!db) return UsageError(Cat("database \"", o_.database, "\" is not in ", o_.config_path));
     const config::User* user = nullptr;
     if (!o_.user.empty()) {
       user = config_.FindUser(o_.user);
-      if (!user)
-        return UsageError(
-            Cat("user \"", o_.user, "\" is not in ", o_.config_path));
+      if (!user) return UsageError(Cat("user \"", o_.user, "\" is not in ", o_.config_path));
     } else if (config_.users.size() == 1) {
       user = &config_.users[0];
     } else {
@@ -293,30 +274,27 @@ class Command {
     // A hashed password cannot log in; server_password (or libpq's own sources)
     // must.
     std::string password = user->server_password;
-    if (password.empty() &&
-        config::ClassifySecret(user->password) == config::SecretKind::kPlain) {
+    if (password.empty() && config::ClassifySecret(user->password) == config::SecretKind::kPlain) {
       password = user->password;
     }
     auto conninfo = [&](const config::Endpoint& e) {
-      std::map<std::string, std::string> p = {
-          {"host", e.host},
-          {"port", std::to_string(e.port)},
-          {"dbname", db->server_database},
-          {"user", user->name},
-          {"application_name", "shardyard-migrate"},
-          {"connect_timeout", "5"}};
+      std::map<std::string, std::string> p = {{"host", e.host},
+                                              {"port", std::to_string(e.port)},
+                                              {"dbname", db->server_database},
+                                              {"user", user->name},
+                                              {"application_name", "shardyard-migrate"},
+                                              {"connect_timeout", "5"}};
       if (!password.empty()) p["password"] = password;
       return BuildConninfo(p);
     };
     std::vector<int> selected = o_.shards;
     if (selected.empty()) {
-      for (size_t i = 0; i < db->shards.size(); ++i)
-        selected.push_back(static_cast<int>(i));
+      for (size_t i = 0; i < db->shards.size(); ++i) selected.push_back(static_cast<int>(i));
     }
     for (int s : selected) {
       if (s >= static_cast<int>(db->shards.size())) {
-        return UsageError(Cat("--shards: database ", db->name,
-                              " has shards 0..", db->shards.size() - 1));
+        return UsageError(
+            Cat("--shards: database ", db->name, " has shards 0..", db->shards.size() - 1));
       }
       const config::Shard& shard = db->shards[static_cast<size_t>(s)];
       ShardTarget t;
@@ -348,9 +326,7 @@ class Command {
     auto migrations = ReadDirectory(o_.dir);
     if (!migrations.ok()) {
       Err(Cat("shardyard-migrate: ", migrations.status().message()));
-      return migrations.status().code() == absl::StatusCode::kNotFound
-                 ? kExitUsage
-                 : kExitFailed;
+      return migrations.status().code() == absl::StatusCode::kNotFound ? kExitUsage : kExitFailed;
     }
     migrations_ = std::move(*migrations);
     for (const Migration& m : migrations_) {
@@ -383,8 +359,7 @@ class Command {
         auto rows = ReadState(**session);
         auto lock = ReadRunnerLock(**session);
         if (!rows.ok() || !lock.ok()) {
-          s.error = std::string(
-              (!rows.ok() ? rows.status() : lock.status()).message());
+          s.error = std::string((!rows.ok() ? rows.status() : lock.status()).message());
         } else {
           s.reachable = true;
           s.rows = std::move(*rows);
@@ -409,8 +384,7 @@ class Command {
 
   // Rows whose file changed or disappeared. Returns the number of problems
   // printed.
-  int ReportChecksumProblems(const std::vector<ShardState>& states,
-                             bool print) {
+  int ReportChecksumProblems(const std::vector<ShardState>& states, bool print) {
     int problems = 0;
     for (const ShardState& s : states) {
       for (const StateRow& r : s.rows) {
@@ -419,9 +393,8 @@ class Command {
           if (r.status != MigrationStatus::kApplied) {
             ++problems;
             if (print) {
-              Err(Cat("shard ", s.target.index, ": migration ",
-                      FormatVersion(r.version), "_", r.name, " is ",
-                      MigrationStatusName(r.status),
+              Err(Cat("shard ", s.target.index, ": migration ", FormatVersion(r.version), "_",
+                      r.name, " is ", MigrationStatusName(r.status),
                       " but its file is missing from ", o_.dir));
             }
           }
@@ -430,15 +403,13 @@ class Command {
         if (ChangedAfterApplied(r, *m)) {
           ++problems;
           if (print) {
-            Err(Cat(
-                "shard ", s.target.index, ": ", m->up.path,
-                " changed after it was ",
-                r.status == MigrationStatus::kApplied ? "applied" : "started",
-                " (", r.started_at, ")\n  recorded checksum  sha256:",
-                r.checksum, "\n  file checksum      sha256:", m->up.checksum,
-                "\n  restore the file as it was applied (e.g. from version "
-                "control) and put "
-                "the change in a new migration"));
+            Err(Cat("shard ", s.target.index, ": ", m->up.path, " changed after it was ",
+                    r.status == MigrationStatus::kApplied ? "applied" : "started", " (",
+                    r.started_at, ")\n  recorded checksum  sha256:", r.checksum,
+                    "\n  file checksum      sha256:", m->up.checksum,
+                    "\n  restore the file as it was applied (e.g. from version "
+                    "control) and put "
+                    "the change in a new migration"));
           }
         }
       }
@@ -451,10 +422,9 @@ class Command {
   // step-by-step migration stopped before its first step) may still be edited.
   bool ChangedAfterApplied(const StateRow& r, const Migration& m) const {
     if (r.checksum == m.up.checksum) return false;
-    bool nothing_applied =
-        r.status != MigrationStatus::kApplied &&
-        r.status != MigrationStatus::kRollingBack &&
-        (plans_.at(m.version).transactional || r.steps_done == 0);
+    bool nothing_applied = r.status != MigrationStatus::kApplied &&
+                           r.status != MigrationStatus::kRollingBack &&
+                           (plans_.at(m.version).transactional || r.steps_done == 0);
     return !nothing_applied;
   }
 
@@ -487,8 +457,8 @@ class Command {
       std::vector<Finding> bad = Unallowed(findings, m.up, o_.allow);
       for (const Finding& f : findings) {
         bool allowed = std::find(bad.begin(), bad.end(), f) == bad.end();
-        Append(text, "  ", m.up.path, ":", f.line, ": ", f.rule,
-               allowed ? " (allowed)" : "", ": ", f.message, "\n");
+        Append(text, "  ", m.up.path, ":", f.line, ": ", f.rule, allowed ? " (allowed)" : "", ": ",
+               f.message, "\n");
       }
       refused += static_cast<int>(bad.size());
     }
@@ -498,28 +468,25 @@ class Command {
   std::string DescribeMigration(const Migration& m, const MigrationPlan& plan,
                                 const StateRow* row) const {
     std::string out =
-        Cat("  ", m.label, " (",
-            plan.transactional ? "one transaction" : "step by step",
+        Cat("  ", m.label, " (", plan.transactional ? "one transaction" : "step by step",
             ", lock_timeout ", FormatDuration(plan.lock_timeout), ")");
     if (row) {
-      Append(&out, " — resumes: ", MigrationStatusName(row->status), ", ",
-             row->steps_done, "/", row->steps_total, " steps done");
+      Append(&out, " — resumes: ", MigrationStatusName(row->status), ", ", row->steps_done, "/",
+             row->steps_total, " steps done");
     }
     out += "\n";
     for (size_t k = 0; k < plan.steps.size(); ++k) {
       const Step& step = plan.steps[k];
       std::string locks;
       for (const RelationLock& l : step.locks) {
-        Append(&locks, locks.empty() ? "" : ", ", LockModeName(l.mode), " on ",
-               l.relation);
+        Append(&locks, locks.empty() ? "" : ", ", LockModeName(l.mode), " on ", l.relation);
       }
       if (locks.empty()) locks = "no table locks";
       if (step.locks_unknown) locks += " (unknown: assumed)";
-      Append(&out, "    step ", k + 1, "/", plan.steps.size(), " [",
-             StepKindName(step.kind), "] ", locks, "\n");
+      Append(&out, "    step ", k + 1, "/", plan.steps.size(), " [", StepKindName(step.kind), "] ",
+             locks, "\n");
       for (size_t i = 0; i < step.summaries.size(); ++i) {
-        Append(&out, "      line ", step.lines[i], ": ", step.summaries[i],
-               "\n");
+        Append(&out, "      line ", step.lines[i], ": ", step.summaries[i], "\n");
       }
     }
     return out;
@@ -532,9 +499,7 @@ class Command {
     auto path = CreateMigrationFiles(o_.dir, o_.args[0]);
     if (!path.ok()) {
       Err(Cat("shardyard-migrate: ", path.status().message()));
-      return path.status().code() == absl::StatusCode::kInvalidArgument
-                 ? kExitUsage
-                 : kExitFailed;
+      return path.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
     }
     std::string down = path->substr(0, path->size() - 4) + ".down.sql";
     Out(Cat("created ", *path, "\ncreated ", down));
@@ -547,21 +512,19 @@ class Command {
       auto script = ReadScript(file);
       if (!script.ok()) {
         Err(std::string(script.status().message()));
-        if (script.status().code() == absl::StatusCode::kNotFound)
-          return kExitUsage;
+        if (script.status().code() == absl::StatusCode::kNotFound) return kExitUsage;
         ++broken;
         continue;
       }
       // Earlier migrations in the same directory count (a CHECK validated
       // before SET NOT NULL).
       std::vector<Script> siblings;
-      std::string base = file.substr(
-          file.rfind('/') == std::string::npos ? 0 : file.rfind('/') + 1);
+      std::string base =
+          file.substr(file.rfind('/') == std::string::npos ? 0 : file.rfind('/') + 1);
       auto name = ParseFileName(base);
       if (name) {
-        std::string dir = file.rfind('/') == std::string::npos
-                              ? "."
-                              : file.substr(0, file.rfind('/'));
+        std::string dir =
+            file.rfind('/') == std::string::npos ? "." : file.substr(0, file.rfind('/'));
         if (auto all = ReadDirectory(dir); all.ok()) {
           for (Migration& m : *all) {
             if (m.version < name->version) siblings.push_back(std::move(m.up));
@@ -574,13 +537,11 @@ class Command {
       std::vector<Finding> bad = Unallowed(findings, *script, o_.allow);
       for (const Finding& f : findings) {
         bool allowed = std::find(bad.begin(), bad.end(), f) == bad.end();
-        Out(Cat(file, ":", f.line, ": ", f.rule, allowed ? " (allowed)" : "",
-                ": ", f.message));
+        Out(Cat(file, ":", f.line, ": ", f.rule, allowed ? " (allowed)" : "", ": ", f.message));
       }
       refused += static_cast<int>(bad.size());
     }
-    if (refused == 0 && broken == 0)
-      Out(Cat(o_.args.size(), " file(s), no findings to fix"));
+    if (refused == 0 && broken == 0) Out(Cat(o_.args.size(), " file(s), no findings to fix"));
     return refused > 0 || broken > 0 ? kExitFailed : kExitDone;
   }
 
@@ -608,19 +569,16 @@ class Command {
       std::vector<std::string> states_text;
       for (const StateRow& r : s.rows) {
         const Migration* m = FindMigration(r.version);
-        std::string label =
-            m ? m->label : Cat(FormatVersion(r.version), "_", r.name);
+        std::string label = m ? m->label : Cat(FormatVersion(r.version), "_", r.name);
         if (m && ChangedAfterApplied(r, *m)) {
           states_text.push_back(Cat("CHECKSUM MISMATCH ", label));
-          line.notes.push_back(Cat(
-              label, ": file changed after it was applied (recorded sha256:",
-              r.checksum.substr(0, 12),
-              "…, file sha256:", m->up.checksum.substr(0, 12), "…)"));
+          line.notes.push_back(Cat(label, ": file changed after it was applied (recorded sha256:",
+                                   r.checksum.substr(0, 12),
+                                   "…, file sha256:", m->up.checksum.substr(0, 12), "…)"));
           problem = true;
         }
         if (!m && r.status == MigrationStatus::kApplied) {
-          line.notes.push_back(
-              Cat(label, ": applied, but its file is not in ", o_.dir));
+          line.notes.push_back(Cat(label, ": applied, but its file is not in ", o_.dir));
         }
         if (r.status == MigrationStatus::kApplied) continue;
         std::string steps = Cat("step ", r.steps_done, "/", r.steps_total);
@@ -630,52 +588,46 @@ class Command {
             problem = true;
             break;
           case MigrationStatus::kStopped:
-            states_text.push_back(
-                Cat("stopped ", label, " (", steps, " done)"));
+            states_text.push_back(Cat("stopped ", label, " (", steps, " done)"));
             break;
           case MigrationStatus::kRunning:
             if (s.LockHeldByLiveRunner()) {
-              states_text.push_back(
-                  Cat("running ", label, " (", steps, " done)"));
+              states_text.push_back(Cat("running ", label, " (", steps, " done)"));
             } else {
-              states_text.push_back(
-                  Cat("DIRTY ", label, " (", steps, " done; runner gone)"));
+              states_text.push_back(Cat("DIRTY ", label, " (", steps, " done; runner gone)"));
               problem = true;
             }
             break;
           case MigrationStatus::kRollingBack:
-            states_text.push_back(Cat(
-                s.LockHeldByLiveRunner() ? "rolling back " : "DIRTY rollback ",
-                label, " (", steps, " done)"));
+            states_text.push_back(
+                Cat(s.LockHeldByLiveRunner() ? "rolling back " : "DIRTY rollback ", label, " (",
+                    steps, " done)"));
             if (!s.LockHeldByLiveRunner()) problem = true;
             break;
           case MigrationStatus::kApplied:
             break;
         }
         if (r.status == MigrationStatus::kRunning && r.backfill_after) {
-          line.notes.push_back(Cat(label, ": backfill at key ",
-                                   *r.backfill_after, ", ", r.backfill_rows,
-                                   " rows done"));
+          line.notes.push_back(Cat(label, ": backfill at key ", *r.backfill_after, ", ",
+                                   r.backfill_rows, " rows done"));
         }
         if (!r.error.empty()) line.notes.push_back(Cat(label, ": ", r.error));
       }
       line.pending = static_cast<int>(PendingFor(s).size());
       line.state = states_text.empty() ? "ok" : Join(states_text, "; ");
       if (s.lock && s.LockHeldByLiveRunner()) {
-        line.notes.push_back(Cat("runner lock held by ", s.lock->owner,
-                                 " since ", s.lock->acquired_at));
+        line.notes.push_back(
+            Cat("runner lock held by ", s.lock->owner, " since ", s.lock->acquired_at));
       }
       lines.push_back(std::move(line));
     }
 
     if (o_.json) {
-      std::string j =
-          Cat("{\"database\":", JsonString(o_.database), ",\"shards\":[");
+      std::string j = Cat("{\"database\":", JsonString(o_.database), ",\"shards\":[");
       for (size_t i = 0; i < states.size(); ++i) {
         const ShardState& s = states[i];
         if (i) j += ",";
-        Append(&j, "{\"shard\":", s.target.index,
-               ",\"endpoint\":", JsonString(s.target.endpoint),
+        Append(&j, "{\"shard\":", s.target.index, ",\"endpoint\":", JsonString(s.target.endpoint),
                ",\"reachable\":", s.reachable ? "true" : "false");
         if (!s.reachable) {
           Append(&j, ",\"error\":", JsonString(s.error), "}");
@@ -692,29 +644,24 @@ class Command {
         for (size_t r = 0; r < s.rows.size(); ++r) {
           const StateRow& row = s.rows[r];
           const Migration* m = FindMigration(row.version);
-          Append(
-              &j, r ? "," : "", "{\"version\":", row.version,
-              ",\"name\":", JsonString(row.name),
-              ",\"status\":", JsonString(MigrationStatusName(row.status)),
-              ",\"steps_done\":", row.steps_done,
-              ",\"steps_total\":", row.steps_total,
-              ",\"checksum\":", JsonString(row.checksum),
-              ",\"checksum_matches\":",
-              m ? (m->up.checksum == row.checksum ? "true" : "false") : "null",
-              ",\"started_at\":", JsonString(row.started_at),
-              ",\"finished_at\":", JsonString(row.finished_at),
-              ",\"duration_seconds\":",
-              absl::StrFormat("%.3f", row.duration_seconds),
-              ",\"applied_by\":", JsonString(row.applied_by),
-              ",\"backfill_rows\":", row.backfill_rows,
-              ",\"error\":", JsonString(row.error), "}");
+          Append(&j, r ? "," : "", "{\"version\":", row.version, ",\"name\":", JsonString(row.name),
+                 ",\"status\":", JsonString(MigrationStatusName(row.status)),
+                 ",\"steps_done\":", row.steps_done, ",\"steps_total\":", row.steps_total,
+                 ",\"checksum\":", JsonString(row.checksum), ",\"checksum_matches\":",
+                 m ? (m->up.checksum == row.checksum ? "true" : "false") : "null",
+                 ",\"started_at\":", JsonString(row.started_at),
+                 ",\"finished_at\":", JsonString(row.finished_at),
+                 ",\"duration_seconds\":", absl::StrFormat("%.3f", row.duration_seconds),
+                 ",\"applied_by\":", JsonString(row.applied_by),
+                 ",\"backfill_rows\":", row.backfill_rows, ",\"error\":", JsonString(row.error),
+                 "}");
         }
         j += "],\"runner_lock\":";
         if (s.lock) {
           Append(&j, "{\"owner\":", JsonString(s.lock->owner),
                  ",\"acquired_at\":", JsonString(s.lock->acquired_at),
-                 ",\"expires_in_seconds\":",
-                 absl::StrFormat("%.1f", s.lock->expires_in_seconds), "}");
+                 ",\"expires_in_seconds\":", absl::StrFormat("%.1f", s.lock->expires_in_seconds),
+                 "}");
         } else {
           j += "null";
         }
@@ -725,17 +672,15 @@ class Command {
       return problem ? kExitFailed : kExitDone;
     }
 
-    Out(Cat("database ", o_.database, ": ", states.size(), " shard(s), ",
-            migrations_.size(), " migration(s) in ", o_.dir));
-    Out(absl::StrFormat("%-6s %-22s %-28s %-8s %s", "shard", "endpoint",
-                        "current", "pending", "state"));
+    Out(Cat("database ", o_.database, ": ", states.size(), " shard(s), ", migrations_.size(),
+            " migration(s) in ", o_.dir));
+    Out(absl::StrFormat("%-6s %-22s %-28s %-8s %s", "shard", "endpoint", "current", "pending",
+                        "state"));
     for (size_t i = 0; i < states.size(); ++i) {
       const ShardState& s = states[i];
-      Out(absl::StrFormat("%-6d %-22s %-28s %-8s %s", s.target.index,
-                          s.target.endpoint,
+      Out(absl::StrFormat("%-6d %-22s %-28s %-8s %s", s.target.index, s.target.endpoint,
                           s.reachable ? CurrentLabel(s) : "?",
-                          s.reachable ? std::to_string(lines[i].pending) : "?",
-                          lines[i].state));
+                          s.reachable ? std::to_string(lines[i].pending) : "?", lines[i].state));
     }
     for (size_t i = 0; i < states.size(); ++i) {
       for (const std::string& note : lines[i].notes) {
@@ -752,8 +697,7 @@ class Command {
   int Preflight(const std::vector<ShardState>& states) {
     for (const ShardState& s : states) {
       if (!s.reachable) {
-        Err(Cat("shard ", s.target.index, " (", s.target.endpoint,
-                ") is unreachable: ", s.error));
+        Err(Cat("shard ", s.target.index, " (", s.target.endpoint, ") is unreachable: ", s.error));
         return kExitFailed;
       }
     }
@@ -775,24 +719,21 @@ class Command {
       for (const Pending& p : PendingFor(s)) {
         versions.insert(p.migration->version);
         if (p.row && p.row->status == MigrationStatus::kRollingBack) {
-          Append(&text, "  ", p.migration->label,
-                 ": its rollback was interrupted; run rollback\n");
+          Append(&text, "  ", p.migration->label, ": its rollback was interrupted; run rollback\n");
           continue;
         }
-        text += DescribeMigration(*p.migration, plans_.at(p.migration->version),
-                                  p.row);
+        text += DescribeMigration(*p.migration, plans_.at(p.migration->version), p.row);
       }
       groups[text].push_back(s.target.index);
     }
-    Out(Cat(dry_run_of_apply ? "dry run: nothing will be changed\n" : "",
-            "plan for database ", o_.database, " (canary: first ", o_.canary,
-            " shard(s), then ", o_.parallel, " at a time):"));
+    Out(Cat(dry_run_of_apply ? "dry run: nothing will be changed\n" : "", "plan for database ",
+            o_.database, " (canary: first ", o_.canary, " shard(s), then ", o_.parallel,
+            " at a time):"));
     for (const auto& [text, shards] : groups) {
       std::vector<std::string> names;
       for (int s : shards) names.push_back(std::to_string(s));
       Out(Cat("shard", shards.size() > 1 ? "s " : " ", Join(names, ","), ": ",
-              text.empty() ? "up to date"
-                           : "\n" + text.substr(0, text.size() - 1)));
+              text.empty() ? "up to date" : "\n" + text.substr(0, text.size() - 1)));
     }
     std::string lint;
     int refused = LintMigrations(versions, &lint);
@@ -822,8 +763,7 @@ class Command {
       }
       cv_.notify_all();
       if (heartbeat_.joinable()) heartbeat_.join();
-      for (auto& [shard, session] : sessions_)
-        (void)ReleaseRunnerLock(*session, owner_);
+      for (auto& [shard, session] : sessions_) (void)ReleaseRunnerLock(*session, owner_);
     }
 
     absl::Status AcquireAll(const std::vector<ShardTarget>& targets) {
@@ -832,8 +772,7 @@ class Command {
         if (!session.ok()) return session.status();
         if (auto st = EnsureStateTables(**session); !st.ok()) return st;
         if (auto st = AcquireRunnerLock(**session, owner_, ttl_); !st.ok()) {
-          return absl::Status(st.code(),
-                              Cat("shard ", t.index, ": ", st.message()));
+          return absl::Status(st.code(), Cat("shard ", t.index, ": ", st.message()));
         }
         sessions_.emplace_back(t.index, std::move(*session));
       }
@@ -845,15 +784,14 @@ class Command {
     void Heartbeat() {
       std::unique_lock<std::mutex> lock(mu_);
       while (!done_) {
-        cv_.wait_for(lock, std::max<std::chrono::milliseconds>(
-                               ttl_ / 3, std::chrono::milliseconds(300)));
+        cv_.wait_for(lock,
+                     std::max<std::chrono::milliseconds>(ttl_ / 3, std::chrono::milliseconds(300)));
         if (done_) return;
         for (auto& [shard, session] : sessions_) {
           auto renewed = RenewRunnerLock(*session, owner_, ttl_);
           if (renewed.ok() && *renewed) continue;
           reporter_.Line(Cat("shard ", shard, ": lost the runner lock (",
-                             renewed.ok() ? "taken over after expiry"
-                                          : renewed.status().message(),
+                             renewed.ok() ? "taken over after expiry" : renewed.status().message(),
                              "); stopping after the current step"));
           stop_.FleetFailed();
         }
@@ -873,10 +811,10 @@ class Command {
 
   // Runs `work` on each shard with a pending list under the runner lock, canary
   // first.
-  int RunOnFleet(const std::vector<ShardState>& states,
-                 const std::function<absl::Status(
-                     ShardRunner&, const ShardState&, ShardOutcome&)>& work,
-                 const std::set<int>& shards_with_work) {
+  int RunOnFleet(
+      const std::vector<ShardState>& states,
+      const std::function<absl::Status(ShardRunner&, const ShardState&, ShardOutcome&)>& work,
+      const std::set<int>& shards_with_work) {
     std::vector<ShardTarget> locked;
     for (const ShardState& s : states) {
       if (shards_with_work.contains(s.target.index)) locked.push_back(s.target);
@@ -885,8 +823,7 @@ class Command {
     RunnerLocks locks(o_.lock_ttl, reporter_, stop);
     if (auto st = locks.AcquireAll(locked); !st.ok()) {
       Err(Cat("shardyard-migrate: ", st.message()));
-      return st.code() == absl::StatusCode::kAborted ? kExitLockContention
-                                                     : kExitFailed;
+      return st.code() == absl::StatusCode::kAborted ? kExitLockContention : kExitFailed;
     }
     FleetOrder order;
     order.canary = o_.canary;
@@ -894,9 +831,9 @@ class Command {
     for (const ShardTarget& t : locked) order.shards.push_back(t.index);
     NoTrafficCoordination coordinator;
     auto job = [&](int shard) {
-      const ShardState& state = *std::find_if(
-          states.begin(), states.end(),
-          [&](const ShardState& s) { return s.target.index == shard; });
+      const ShardState& state =
+          *std::find_if(states.begin(), states.end(),
+                        [&](const ShardState& s) { return s.target.index == shard; });
       ShardOutcome outcome;
       outcome.shard = shard;
       outcome.endpoint = state.target.endpoint;
@@ -913,10 +850,9 @@ class Command {
         outcome.result = ShardResult::kDone;
       } else {
         outcome.error = std::string(st.message());
-        outcome.result =
-            st.code() == absl::StatusCode::kCancelled ? ShardResult::kStopped
-            : st.code() == absl::StatusCode::kAborted ? ShardResult::kGaveUp
-                                                      : ShardResult::kFailed;
+        outcome.result = st.code() == absl::StatusCode::kCancelled ? ShardResult::kStopped
+                         : st.code() == absl::StatusCode::kAborted ? ShardResult::kGaveUp
+                                                                   : ShardResult::kFailed;
       }
       return outcome;
     };
@@ -955,8 +891,7 @@ class Command {
         versions.insert(p.migration->version);
         shards_with_work.insert(s.target.index);
         if (p.row && p.row->status == MigrationStatus::kRollingBack) {
-          Err(Cat("shard ", s.target.index, ": the rollback of ",
-                  p.migration->label,
+          Err(Cat("shard ", s.target.index, ": the rollback of ", p.migration->label,
                   " was interrupted; run rollback again before apply"));
           return kExitFailed;
         }
@@ -970,19 +905,16 @@ class Command {
               "--allow RULE"));
       return kExitFailed;
     }
-    if (!lint.empty())
-      Out(Cat("lint (allowed):\n", lint.substr(0, lint.size() - 1)));
+    if (!lint.empty()) Out(Cat("lint (allowed):\n", lint.substr(0, lint.size() - 1)));
     if (shards_with_work.empty()) {
       Out(Cat("nothing to apply: ", states.size(), " shard(s) up to date"));
       return kExitDone;
     }
     return RunOnFleet(
         states,
-        [&](ShardRunner& runner, const ShardState& state,
-            ShardOutcome& outcome) -> absl::Status {
+        [&](ShardRunner& runner, const ShardState& state, ShardOutcome& outcome) -> absl::Status {
           for (const Pending& p : PendingFor(state)) {
-            absl::Status st = runner.Apply(
-                *p.migration, plans_.at(p.migration->version), p.row);
+            absl::Status st = runner.Apply(*p.migration, plans_.at(p.migration->version), p.row);
             if (!st.ok()) return st;
             ++outcome.migrations;
             outcome.to = p.migration->label;
@@ -1023,8 +955,7 @@ class Command {
         if (down_plans.contains(r.version)) continue;
         if (!m->down) {
           if (r.status == MigrationStatus::kApplied || r.steps_done > 0) {
-            Err(Cat("cannot roll back ", m->label, ": ", m->label,
-                    ".down.sql does not exist"));
+            Err(Cat("cannot roll back ", m->label, ": ", m->label, ".down.sql does not exist"));
             return kExitFailed;
           }
           down_plans[r.version] = MigrationPlan{};
@@ -1036,8 +967,7 @@ class Command {
           return kExitFailed;
         }
         for (const Finding& f : Lint(*m->down)) {
-          Out(Cat("warning: ", m->down->path, ":", f.line, ": ", f.rule, ": ",
-                  f.message));
+          Out(Cat("warning: ", m->down->path, ":", f.line, ": ", f.rule, ": ", f.message));
         }
         down_plans[r.version] = std::move(*plan);
       }
@@ -1047,13 +977,11 @@ class Command {
       return kExitDone;
     }
     Out(o_.to ? Cat("rolling back every migration after ", FormatVersion(to))
-              : Cat("rolling back ", FindMigration(newest)
-                                         ? FindMigration(newest)->label
-                                         : FormatVersion(newest)));
+              : Cat("rolling back ",
+                    FindMigration(newest) ? FindMigration(newest)->label : FormatVersion(newest)));
     return RunOnFleet(
         states,
-        [&](ShardRunner& runner, const ShardState& state,
-            ShardOutcome& outcome) -> absl::Status {
+        [&](ShardRunner& runner, const ShardState& state, ShardOutcome& outcome) -> absl::Status {
           for (auto it = state.rows.rbegin(); it != state.rows.rend(); ++it) {
             const StateRow& r = *it;
             if (r.version <= to) continue;
@@ -1062,13 +990,10 @@ class Command {
             bool nothing_applied = r.status != MigrationStatus::kApplied &&
                                    r.status != MigrationStatus::kRollingBack &&
                                    (up.transactional || r.steps_done == 0);
-            absl::Status st =
-                nothing_applied
-                    ? DeleteState(runner.session(), r.version)
-                    : runner.Rollback(m, down_plans.at(r.version), r);
+            absl::Status st = nothing_applied ? DeleteState(runner.session(), r.version)
+                                              : runner.Rollback(m, down_plans.at(r.version), r);
             if (!st.ok()) return st;
-            reporter_.Line(
-                Cat("shard ", state.target.index, ": rolled back ", m.label));
+            reporter_.Line(Cat("shard ", state.target.index, ": rolled back ", m.label));
             ++outcome.migrations;
           }
           outcome.to = "-";
@@ -1104,30 +1029,26 @@ class Command {
     }
     if (targets_.empty()) return kExitDone;
     int differing = 0;
-    Out(Cat("shard ", targets_[0].index, " (", targets_[0].endpoint,
-            "): reference, ", snapshots[0].size(), " objects"));
+    Out(Cat("shard ", targets_[0].index, " (", targets_[0].endpoint, "): reference, ",
+            snapshots[0].size(), " objects"));
     for (size_t i = 1; i < targets_.size(); ++i) {
       SchemaDiff diff = DiffSchemas(snapshots[0], snapshots[i]);
       if (diff.empty()) {
-        Out(Cat("shard ", targets_[i].index, " (", targets_[i].endpoint,
-                "): identical"));
+        Out(Cat("shard ", targets_[i].index, " (", targets_[i].endpoint, "): identical"));
         continue;
       }
       ++differing;
-      Out(Cat("shard ", targets_[i].index, " (", targets_[i].endpoint, "): ",
-              diff.missing.size() + diff.extra.size(), " difference(s)"));
+      Out(Cat("shard ", targets_[i].index, " (", targets_[i].endpoint,
+              "): ", diff.missing.size() + diff.extra.size(), " difference(s)"));
       for (const std::string& line : diff.missing) {
-        Out(Cat("  - ", line, "   (on shard ", targets_[0].index,
-                ", missing here)"));
+        Out(Cat("  - ", line, "   (on shard ", targets_[0].index, ", missing here)"));
       }
       for (const std::string& line : diff.extra) {
-        Out(Cat("  + ", line, "   (here, not on shard ", targets_[0].index,
-                ")"));
+        Out(Cat("  + ", line, "   (here, not on shard ", targets_[0].index, ")"));
       }
     }
     Out(differing == 0 ? "schemas identical on every shard"
-                       : Cat(differing, " shard(s) differ from shard ",
-                             targets_[0].index));
+                       : Cat(differing, " shard(s) differ from shard ", targets_[0].index));
     return differing == 0 ? kExitDone : kExitFailed;
   }
 
@@ -1136,8 +1057,7 @@ class Command {
 
   int Repair() {
     std::string owner = MakeLockOwner();
-    std::chrono::seconds ttl =
-        std::chrono::duration_cast<std::chrono::seconds>(o_.lock_ttl);
+    std::chrono::seconds ttl = std::chrono::duration_cast<std::chrono::seconds>(o_.lock_ttl);
     int code = kExitDone;
     for (const ShardTarget& t : targets_) {
       std::string where = Cat("shard ", t.index, " (", t.endpoint, ")");
@@ -1148,22 +1068,18 @@ class Command {
         continue;
       }
       PgSession& s = **session;
-      auto stale =
-          o_.dry_run ? absl::StatusOr<bool>(false) : ClearStaleRunnerLock(s);
-      if (stale.ok() && *stale)
-        Out(Cat(where, ": removed a stale runner lock"));
+      auto stale = o_.dry_run ? absl::StatusOr<bool>(false) : ClearStaleRunnerLock(s);
+      if (stale.ok() && *stale) Out(Cat(where, ": removed a stale runner lock"));
       bool have_tables = false;
-      if (auto exists =
-              s.Exec("SELECT to_regclass('public.shardyard_migrate_lock') IS "
-                     "NOT NULL");
+      if (auto exists = s.Exec("SELECT to_regclass('public.shardyard_migrate_lock') IS "
+                               "NOT NULL");
           exists.ok()) {
         have_tables = exists->Text(0, 0) == "t";
       }
       if (have_tables && !o_.dry_run) {
         if (auto st = AcquireRunnerLock(s, owner, ttl); !st.ok()) {
           Err(Cat(where, ": ", st.message()));
-          code = st.code() == absl::StatusCode::kAborted ? kExitLockContention
-                                                         : kExitFailed;
+          code = st.code() == absl::StatusCode::kAborted ? kExitLockContention : kExitFailed;
           continue;
         }
       }
@@ -1183,16 +1099,12 @@ class Command {
         for (size_t r = 0; r < invalid->size(); ++r) {
           std::string index = invalid->Text(r, 0);
           if (o_.dry_run) {
-            Out(Cat(where, ": would drop INVALID index ", index, " on ",
-                    invalid->Text(r, 1)));
+            Out(Cat(where, ": would drop INVALID index ", index, " on ", invalid->Text(r, 1)));
             continue;
           }
           auto st = s.Run(Cat("DROP INDEX CONCURRENTLY IF EXISTS ", index));
-          Out(Cat(where,
-                  st.ok() ? ": dropped INVALID index "
-                          : ": could not drop INVALID index ",
-                  index, " on ", invalid->Text(r, 1),
-                  st.ok() ? "" : Cat(": ", st.message())));
+          Out(Cat(where, st.ok() ? ": dropped INVALID index " : ": could not drop INVALID index ",
+                  index, " on ", invalid->Text(r, 1), st.ok() ? "" : Cat(": ", st.message())));
           if (!st.ok()) code = kExitFailed;
         }
       }
@@ -1200,22 +1112,17 @@ class Command {
       if (rows.ok()) {
         for (const StateRow& r : *rows) {
           bool failed = r.status == MigrationStatus::kFailed;
-          bool dirty =
-              r.status ==
-              MigrationStatus::kRunning;  // we hold the lock: nobody runs it
+          bool dirty = r.status == MigrationStatus::kRunning;  // we hold the lock: nobody runs it
           if (!failed && !dirty) continue;
           const Migration* m = FindMigration(r.version);
-          std::string label =
-              m ? m->label : Cat(FormatVersion(r.version), "_", r.name);
+          std::string label = m ? m->label : Cat(FormatVersion(r.version), "_", r.name);
           bool forget = r.steps_done == 0;
           if (o_.dry_run) {
-            Out(Cat(where, ": would clear ", failed ? "failed " : "dirty ",
-                    label));
+            Out(Cat(where, ": would clear ", failed ? "failed " : "dirty ", label));
             continue;
           }
-          absl::Status st =
-              forget ? DeleteState(s, r.version)
-                     : MarkStatus(s, r.version, MigrationStatus::kStopped, "");
+          absl::Status st = forget ? DeleteState(s, r.version)
+                                   : MarkStatus(s, r.version, MigrationStatus::kStopped, "");
           Out(Cat(where, ": cleared ", failed ? "failed " : "dirty ", label,
                   forget ? " (nothing of it was applied: pending again)"
                          : Cat(" (", r.steps_done, "/", r.steps_total,

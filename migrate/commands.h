@@ -41,8 +41,7 @@ struct CliOptions {
 
 // Parses argv (without the program name). InvalidArgument explains what is
 // wrong.
-absl::StatusOr<CliOptions> ParseCommandLine(
-    const std::vector<std::string>& args);
+absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args);
 std::string UsageText();
 
 // Runs the command; returns the process exit code. Output goes to `out`,

@@ -32,16 +32,13 @@ class TrafficCoordinator {
  public:
   virtual ~TrafficCoordinator() = default;
   virtual absl::Status BeforeStep(const StepContext& context) = 0;
-  virtual void AfterStep(const StepContext& context,
-                         const absl::Status& result) = 0;
+  virtual void AfterStep(const StepContext& context, const absl::Status& result) = 0;
 };
 
 // Used until the proxy offers coordination: the shards are reached directly.
 class NoTrafficCoordination final : public TrafficCoordinator {
  public:
-  absl::Status BeforeStep(const StepContext&) override {
-    return absl::OkStatus();
-  }
+  absl::Status BeforeStep(const StepContext&) override { return absl::OkStatus(); }
   void AfterStep(const StepContext&, const absl::Status&) override {}
 };
 

@@ -37,15 +37,14 @@ namespace {
 void RunWave(const std::vector<int>& shards, int parallel,
              const std::function<ShardOutcome(int)>& job, StopSignal& stop,
              std::vector<ShardOutcome>* outcomes, const std::vector<int>& all) {
-  const size_t threads = static_cast<size_t>(
-      std::max(1, std::min<int>(parallel, static_cast<int>(shards.size()))));
+  const size_t threads =
+      static_cast<size_t>(std::max(1, std::min<int>(parallel, static_cast<int>(shards.size()))));
   std::atomic<size_t> next{threads};
   auto run = [&](size_t i) {
     int shard = shards[i];
     ShardOutcome outcome = job(shard);
     if (outcome.result != ShardResult::kDone) stop.FleetFailed();
-    size_t slot = static_cast<size_t>(std::find(all.begin(), all.end(), shard) -
-                                      all.begin());
+    size_t slot = static_cast<size_t>(std::find(all.begin(), all.end(), shard) - all.begin());
     (*outcomes)[slot] = std::move(outcome);
   };
   auto worker = [&](size_t first) {
@@ -65,18 +64,15 @@ void RunWave(const std::vector<int>& shards, int parallel,
 }  // namespace
 
 std::vector<ShardOutcome> RunFleet(const FleetOrder& order,
-                                   const std::function<ShardOutcome(int)>& job,
-                                   StopSignal& stop) {
+                                   const std::function<ShardOutcome(int)>& job, StopSignal& stop) {
   std::vector<ShardOutcome> outcomes(order.shards.size());
-  for (size_t i = 0; i < order.shards.size(); ++i)
-    outcomes[i].shard = order.shards[i];
-  size_t canaries = std::min<size_t>(
-      static_cast<size_t>(std::max(order.canary, 0)), order.shards.size());
+  for (size_t i = 0; i < order.shards.size(); ++i) outcomes[i].shard = order.shards[i];
+  size_t canaries =
+      std::min<size_t>(static_cast<size_t>(std::max(order.canary, 0)), order.shards.size());
   std::vector<int> first(order.shards.begin(), order.shards.begin() + canaries);
   std::vector<int> rest(order.shards.begin() + canaries, order.shards.end());
   RunWave(first, order.parallel, job, stop, &outcomes, order.shards);
-  if (!stop.ShouldStop())
-    RunWave(rest, order.parallel, job, stop, &outcomes, order.shards);
+  if (!stop.ShouldStop()) RunWave(rest, order.parallel, job, stop, &outcomes, order.shards);
   return outcomes;
 }
 
@@ -85,8 +81,8 @@ int ExitCodeFor(const std::vector<ShardOutcome>& outcomes) {
   for (const ShardOutcome& o : outcomes) {
     failed = failed || o.result == ShardResult::kFailed;
     gave_up = gave_up || o.result == ShardResult::kGaveUp;
-    unfinished = unfinished || o.result == ShardResult::kStopped ||
-                 o.result == ShardResult::kNotStarted;
+    unfinished =
+        unfinished || o.result == ShardResult::kStopped || o.result == ShardResult::kNotStarted;
   }
   // Shards stopped because another gave up on contention share its exit code.
   if (failed) return 1;
@@ -95,16 +91,14 @@ int ExitCodeFor(const std::vector<ShardOutcome>& outcomes) {
 }
 
 std::string SummaryTable(const std::vector<ShardOutcome>& outcomes) {
-  std::string out =
-      absl::StrFormat("%-6s %-22s %-12s %-24s %-24s %-10s %-9s %-8s %-10s %s\n",
-                      "shard", "endpoint", "result", "from", "to", "migrations",
-                      "elapsed", "retries", "rows", "note");
+  std::string out = absl::StrFormat("%-6s %-22s %-12s %-24s %-24s %-10s %-9s %-8s %-10s %s\n",
+                                    "shard", "endpoint", "result", "from", "to", "migrations",
+                                    "elapsed", "retries", "rows", "note");
   for (const ShardOutcome& o : outcomes) {
-    out += absl::StrFormat(
-        "%-6d %-22s %-12s %-24s %-24s %-10d %-9s %-8d %-10d %s\n", o.shard,
-        o.endpoint, ShardResultName(o.result), o.from.empty() ? "-" : o.from,
-        o.to.empty() ? "-" : o.to, o.migrations, FormatElapsed(o.elapsed),
-        o.retries, o.rows_backfilled, o.error);
+    out += absl::StrFormat("%-6d %-22s %-12s %-24s %-24s %-10d %-9s %-8d %-10d %s\n", o.shard,
+                           o.endpoint, ShardResultName(o.result), o.from.empty() ? "-" : o.from,
+                           o.to.empty() ? "-" : o.to, o.migrations, FormatElapsed(o.elapsed),
+                           o.retries, o.rows_backfilled, o.error);
   }
   return out;
 }

@@ -37,9 +37,9 @@ struct FleetOrder {
 // if they all finished, the others `parallel` at a time. After the first
 // failure no new shard starts; shards in flight see `stop` and stop after their
 // current step. Shards never started keep kNotStarted.
-std::vector<ShardOutcome> RunFleet(
-    const FleetOrder& order, const std::function<ShardOutcome(int shard)>& job,
-    StopSignal& stop);
+std::vector<ShardOutcome> RunFleet(const FleetOrder& order,
+                                   const std::function<ShardOutcome(int shard)>& job,
+                                   StopSignal& stop);
 
 // The exit code for a set of outcomes: 0 all done; 1 a shard failed (or
 // stopped, or never started, with no lock contention to blame); 3 a shard gave

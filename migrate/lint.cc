@@ -17,18 +17,14 @@ using sql::Node;
 const std::vector<LintRule> kRules = {
     {"create-index-non-concurrently",
      "CREATE INDEX on an existing table blocks writes for the whole build"},
-    {"drop-index-non-concurrently",
-     "DROP INDEX takes ACCESS EXCLUSIVE on the table"},
-    {"reindex-non-concurrently",
-     "REINDEX without CONCURRENTLY blocks writes (and reads of it)"},
+    {"drop-index-non-concurrently", "DROP INDEX takes ACCESS EXCLUSIVE on the table"},
+    {"reindex-non-concurrently", "REINDEX without CONCURRENTLY blocks writes (and reads of it)"},
     {"add-column-volatile-default",
      "ADD COLUMN with a volatile default, serial, identity or stored generated "
      "column rewrites "
      "the table"},
-    {"add-column-required",
-     "ADD COLUMN ... NOT NULL without a default fails on a non-empty table"},
-    {"alter-column-type",
-     "ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE"},
+    {"add-column-required", "ADD COLUMN ... NOT NULL without a default fails on a non-empty table"},
+    {"alter-column-type", "ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE"},
     {"set-not-null",
      "SET NOT NULL scans the table under ACCESS EXCLUSIVE unless a validated "
      "CHECK (col IS NOT NULL) exists"},
@@ -39,10 +35,8 @@ const std::vector<LintRule> kRules = {
      "ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE"},
     {"rename-column", "renaming a column breaks the running application"},
     {"rename-table", "renaming a table breaks the running application"},
-    {"drop-column",
-     "dropping a column the running application still uses breaks it"},
-    {"drop-table",
-     "dropping a table the running application still uses breaks it"},
+    {"drop-column", "dropping a column the running application still uses breaks it"},
+    {"drop-table", "dropping a table the running application still uses breaks it"},
     {"vacuum-full", "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE"},
     {"cluster", "CLUSTER rewrites the table under ACCESS EXCLUSIVE"},
     {"lock-table", "LOCK TABLE holds a lock for the rest of the transaction"},
@@ -55,19 +49,15 @@ const std::vector<LintRule> kRules = {
     {"concurrent-index-unnamed",
      "an unnamed CREATE INDEX CONCURRENTLY cannot be found again after an "
      "interruption"},
-    {"transaction-control",
-     "BEGIN/COMMIT/ROLLBACK in a migration: the runner owns transactions"},
+    {"transaction-control", "BEGIN/COMMIT/ROLLBACK in a migration: the runner owns transactions"},
 };
 
 // Functions whose value differs per row, so PostgreSQL must rewrite the table
 // to store them.
 const std::set<std::string_view> kVolatileFunctions = {
-    "random",           "gen_random_uuid",
-    "uuid_generate_v1", "uuid_generate_v1mc",
-    "uuid_generate_v4", "clock_timestamp",
-    "timeofday",        "nextval",
-    "txid_current",     "setseed",
-    "random_normal",
+    "random",           "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc",
+    "uuid_generate_v4", "clock_timestamp", "timeofday",        "nextval",
+    "txid_current",     "setseed",         "random_normal",
 };
 // Functions known not to be volatile, evaluated once by ADD COLUMN's fast
 // default.
@@ -98,8 +88,8 @@ const std::set<std::string_view> kStableFunctions = {
     "btrim",
     "replace",
 };
-const std::set<std::string_view> kSerialTypes = {
-    "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"};
+const std::set<std::string_view> kSerialTypes = {"serial",  "bigserial", "smallserial",
+                                                 "serial2", "serial4",   "serial8"};
 
 std::string LastName(const Node& names) {
   if (names.items().empty()) return "";
@@ -119,46 +109,38 @@ class Linter {
  public:
   Linter(const Script& script, const std::vector<const Script*>& earlier)
       : script_(script), earlier_(earlier) {
-    transactional_ =
-        !script.directives.no_transaction && !script.directives.backfill;
+    transactional_ = !script.directives.no_transaction && !script.directives.backfill;
   }
 
   std::vector<Finding> Run() {
-    for (const Script* s : earlier_)
-      CollectValidatedChecks(*s, s->statements.size());
+    for (const Script* s : earlier_) CollectValidatedChecks(*s, s->statements.size());
     for (size_t i = 0; i < script_.statements.size(); ++i) {
       const sql::Statement& st = script_.statements[i];
       StatementFacts facts = AnalyzeStatement(st);
       CheckStatement(st, facts, i);
       if (transactional_) CheckLockAccumulation(st, facts);
-      for (const std::string& rel : facts.created_relations)
-        created_.push_back(rel);
+      for (const std::string& rel : facts.created_relations) created_.push_back(rel);
       // A table created here keeps being new under the name it is renamed to.
-      if (st.type() == "RenameStmt" &&
-          st.body()["renameType"].Str() == "OBJECT_TABLE" &&
+      if (st.type() == "RenameStmt" && st.body()["renameType"].Str() == "OBJECT_TABLE" &&
           IsNew(RangeVarName(st.body()["relation"]))) {
         std::string_view schema = st.body()["relation"]["schemaname"].Str();
         std::string_view name = st.body()["newname"].Str();
-        created_.push_back(schema.empty() ? std::string(name)
-                                          : Cat(schema, ".", name));
+        created_.push_back(schema.empty() ? std::string(name) : Cat(schema, ".", name));
       }
     }
-    std::stable_sort(
-        findings_.begin(), findings_.end(),
-        [](const Finding& a, const Finding& b) { return a.line < b.line; });
+    std::stable_sort(findings_.begin(), findings_.end(),
+                     [](const Finding& a, const Finding& b) { return a.line < b.line; });
     return std::move(findings_);
   }
 
  private:
-  void Add(const sql::Statement& st, std::string_view rule,
-           std::string message) {
+  void Add(const sql::Statement& st, std::string_view rule, std::string message) {
     findings_.push_back({std::string(rule), st.line, std::move(message)});
   }
 
   bool IsNew(std::string_view relation) const {
-    return std::any_of(
-        created_.begin(), created_.end(),
-        [&](const std::string& c) { return SameRelation(c, relation); });
+    return std::any_of(created_.begin(), created_.end(),
+                       [&](const std::string& c) { return SameRelation(c, relation); });
   }
 
   // Records CHECK (col IS NOT NULL) constraints of `script` that are valid
@@ -177,13 +159,11 @@ class Linter {
         const Node& cmd = item["AlterTableCmd"];
         std::string_view subtype = cmd["subtype"].Str();
         const Node& c = cmd["def"]["Constraint"];
-        if (subtype == "AT_AddConstraint" &&
-            c["contype"].Str() == "CONSTR_CHECK") {
+        if (subtype == "AT_AddConstraint" && c["contype"].Str() == "CONSTR_CHECK") {
           std::string column = NotNullCheckColumn(c);
           if (column.empty()) continue;
           if (c["skip_validation"].Bool()) {
-            not_valid.push_back(
-                {table, std::string(c["conname"].Str()), column});
+            not_valid.push_back({table, std::string(c["conname"].Str()), column});
           } else {
             validated_.push_back({table, column});
           }
@@ -198,22 +178,18 @@ class Linter {
     }
   }
 
-  bool HasValidatedCheck(std::string_view table,
-                         std::string_view column) const {
-    return std::any_of(
-        validated_.begin(), validated_.end(), [&](const auto& v) {
-          return SameRelation(v.first, table) && v.second == column;
-        });
+  bool HasValidatedCheck(std::string_view table, std::string_view column) const {
+    return std::any_of(validated_.begin(), validated_.end(), [&](const auto& v) {
+      return SameRelation(v.first, table) && v.second == column;
+    });
   }
 
-  void CheckAddColumn(const sql::Statement& st, std::string_view table,
-                      const Node& column) {
+  void CheckAddColumn(const sql::Statement& st, std::string_view table, const Node& column) {
     std::string type = LastName(column["typeName"]["names"]);
     std::string name(column["colname"].Str());
     bool has_default = false, not_null = false;
     std::string volatile_why;
-    if (kSerialTypes.contains(type))
-      volatile_why = Cat(type, " fills every row from a sequence");
+    if (kSerialTypes.contains(type)) volatile_why = Cat(type, " fills every row from a sequence");
     for (const Node& item : column["constraints"].items()) {
       const Node& c = item["Constraint"];
       std::string_view contype = c["contype"].Str();
@@ -234,11 +210,9 @@ class Linter {
                 "FOREIGN KEY ... NOT VALID and VALIDATE CONSTRAINT in a later "
                 "step"));
       }
-      if ((contype == "CONSTR_UNIQUE" || contype == "CONSTR_PRIMARY") &&
-          !IsNew(table)) {
+      if ((contype == "CONSTR_UNIQUE" || contype == "CONSTR_PRIMARY") && !IsNew(table)) {
         Add(st, "unique-without-using-index",
-            Cat("ADD COLUMN ", name, " ... ",
-                contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY",
+            Cat("ADD COLUMN ", name, " ... ", contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY",
                 " builds its index under ACCESS EXCLUSIVE; add the column, "
                 "CREATE UNIQUE INDEX "
                 "CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX"));
@@ -251,8 +225,7 @@ class Linter {
         if (kVolatileFunctions.contains(fn)) {
           volatile_why = Cat("the default ", fn, "() is volatile");
         } else if (!kStableFunctions.contains(fn)) {
-          volatile_why =
-              Cat("the default calls ", fn, "(), which may be volatile");
+          volatile_why = Cat("the default calls ", fn, "(), which may be volatile");
         }
       });
     }
@@ -321,8 +294,8 @@ class Linter {
         bool not_valid = c["skip_validation"].Bool();
         if (contype == "CONSTR_FOREIGN" && !not_valid) {
           Add(st, "foreign-key-without-not-valid",
-              Cat("ADD FOREIGN KEY on ", table, " blocks writes to ", table,
-                  " and ", RangeVarName(c["pktable"]),
+              Cat("ADD FOREIGN KEY on ", table, " blocks writes to ", table, " and ",
+                  RangeVarName(c["pktable"]),
                   " while every row is checked; add it NOT VALID, then "
                   "VALIDATE CONSTRAINT "
                   "in a separate step (SHARE UPDATE EXCLUSIVE)"));
@@ -332,31 +305,26 @@ class Linter {
                   " checks every row under ACCESS EXCLUSIVE; add it NOT VALID, "
                   "then VALIDATE "
                   "CONSTRAINT in a separate step (SHARE UPDATE EXCLUSIVE)"));
-        } else if ((contype == "CONSTR_UNIQUE" ||
-                    contype == "CONSTR_PRIMARY") &&
+        } else if ((contype == "CONSTR_UNIQUE" || contype == "CONSTR_PRIMARY") &&
                    c["indexname"].Str().empty()) {
           Add(st, "unique-without-using-index",
-              Cat("ADD ", contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY",
-                  " on ", table,
+              Cat("ADD ", contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY", " on ", table,
                   " builds its index under ACCESS EXCLUSIVE; CREATE UNIQUE "
                   "INDEX CONCURRENTLY "
                   "first (no-transaction), then ADD CONSTRAINT name ",
-                  contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY",
-                  " USING INDEX name"));
+                  contype == "CONSTR_UNIQUE" ? "UNIQUE" : "PRIMARY KEY", " USING INDEX name"));
         }
       }
     }
   }
 
-  void CheckStatement(const sql::Statement& st, const StatementFacts& facts,
-                      size_t index) {
+  void CheckStatement(const sql::Statement& st, const StatementFacts& facts, size_t index) {
     std::string_view type = st.type();
     const Node& body = st.body();
     if (type == "AlterTableStmt") {
       // SET NOT NULL may rely on a check validated earlier in this very script.
       validated_.clear();
-      for (const Script* s : earlier_)
-        CollectValidatedChecks(*s, s->statements.size());
+      for (const Script* s : earlier_) CollectValidatedChecks(*s, s->statements.size());
       CollectValidatedChecks(script_, index);
       CheckAlterTable(st);
     } else if (type == "IndexStmt") {
@@ -368,8 +336,7 @@ class Linter {
                 "INDEX CONCURRENTLY "
                 "in a -- shardyard: no-transaction migration"));
       }
-      if (body["concurrent"].Bool() && !transactional_ &&
-          body["idxname"].Str().empty()) {
+      if (body["concurrent"].Bool() && !transactional_ && body["idxname"].Str().empty()) {
         Add(st, "concurrent-index-unnamed",
             Cat("name the index (CREATE INDEX CONCURRENTLY name ON ", table,
                 " ...) so a re-run after an interruption finds it, and "
@@ -410,8 +377,7 @@ class Linter {
                 "uses the new "
                 "name"));
       }
-    } else if (type == "VacuumStmt" &&
-               facts.strongest == LockMode::kAccessExclusive) {
+    } else if (type == "VacuumStmt" && facts.strongest == LockMode::kAccessExclusive) {
       Add(st, "vacuum-full",
           "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE; use "
           "pg_repack or plain VACUUM");
@@ -425,8 +391,7 @@ class Linter {
           "LOCK TABLE holds its lock until the transaction ends and queues "
           "every conflicting "
           "query behind it; let each statement take the lock it needs");
-    } else if (type == "ReindexStmt" &&
-               facts.execution != Execution::kReindexConcurrently) {
+    } else if (type == "ReindexStmt" && facts.execution != Execution::kReindexConcurrently) {
       Add(st, "reindex-non-concurrently",
           "REINDEX blocks writes to the table while it runs; use REINDEX ... "
           "CONCURRENTLY in a "
@@ -449,15 +414,13 @@ class Linter {
 
   // In one transaction, every lock is held until COMMIT: a second table's lock
   // wait (or a slow statement) keeps the first table blocked.
-  void CheckLockAccumulation(const sql::Statement& st,
-                             const StatementFacts& facts) {
+  void CheckLockAccumulation(const sql::Statement& st, const StatementFacts& facts) {
     bool held_before = !locked_.empty();
     bool adds_table = false;
     for (const RelationLock& l : facts.locks) {
       if (!BlocksWrites(l.mode) || IsNew(l.relation)) continue;
-      bool seen = std::any_of(
-          locked_.begin(), locked_.end(),
-          [&](const std::string& r) { return SameRelation(r, l.relation); });
+      bool seen = std::any_of(locked_.begin(), locked_.end(),
+                              [&](const std::string& r) { return SameRelation(r, l.relation); });
       if (!seen) {
         locked_.push_back(l.relation);
         adds_table = true;
@@ -481,8 +444,7 @@ class Linter {
   const std::vector<const Script*>& earlier_;
   bool transactional_ = true;
   std::vector<std::string> created_;
-  std::vector<std::pair<std::string, std::string>>
-      validated_;  // (table, column)
+  std::vector<std::pair<std::string, std::string>> validated_;  // (table, column)
   std::vector<std::string> locked_;
   bool reported_accumulation_ = false;
   std::vector<Finding> findings_;
@@ -497,22 +459,17 @@ bool IsLintRule(std::string_view name) {
                      [&](const LintRule& r) { return r.name == name; });
 }
 
-std::vector<Finding> Lint(const Script& script,
-                          const std::vector<const Script*>& earlier) {
+std::vector<Finding> Lint(const Script& script, const std::vector<const Script*>& earlier) {
   return Linter(script, earlier).Run();
 }
 
-std::vector<Finding> Unallowed(const std::vector<Finding>& findings,
-                               const Script& script,
+std::vector<Finding> Unallowed(const std::vector<Finding>& findings, const Script& script,
                                const std::vector<std::string>& allowed) {
   std::vector<Finding> out;
   for (const Finding& f : findings) {
-    auto match = [&](const std::string& r) {
-      return r == f.rule || r == "all";
-    };
+    auto match = [&](const std::string& r) { return r == f.rule || r == "all"; };
     if (std::any_of(allowed.begin(), allowed.end(), match)) continue;
-    if (std::any_of(script.directives.allow.begin(),
-                    script.directives.allow.end(), match)) {
+    if (std::any_of(script.directives.allow.begin(), script.directives.allow.end(), match)) {
       continue;
     }
     out.push_back(f);

@@ -28,13 +28,11 @@ struct Finding {
 // Lints `script`. `earlier` are the scripts of earlier migrations, in order; a
 // SET NOT NULL is safe when one of them (or this script, before it) validated a
 // CHECK (col IS NOT NULL).
-std::vector<Finding> Lint(const Script& script,
-                          const std::vector<const Script*>& earlier = {});
+std::vector<Finding> Lint(const Script& script, const std::vector<const Script*>& earlier = {});
 
 // The findings not accepted by the script's `allow` directive or by `allowed`
 // (--allow).
-std::vector<Finding> Unallowed(const std::vector<Finding>& findings,
-                               const Script& script,
+std::vector<Finding> Unallowed(const std::vector<Finding>& findings, const Script& script,
                                const std::vector<std::string>& allowed);
 
 }  // namespace shardyard::migrate

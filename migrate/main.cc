@@ -16,8 +16,7 @@ namespace {
 // resumes.
 void OnSignal(int) {
   shardyard::migrate::StopSignal::OnSignal();
-  if (shardyard::migrate::StopSignal::SignalCount() >= 2)
-    _exit(shardyard::migrate::kExitFailed);
+  if (shardyard::migrate::StopSignal::SignalCount() >= 2) _exit(shardyard::migrate::kExitFailed);
 }
 
 }  // namespace

@@ -21,12 +21,10 @@ namespace {
 constexpr std::string_view kDirectivePrefix = "shardyard:";
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
     s.remove_prefix(1);
   }
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
     s.remove_suffix(1);
   }
   return s;
@@ -50,30 +48,25 @@ absl::Status ParseBackfill(std::string_view args, int line, Directives* out) {
   for (std::string_view part : Split(args, ' ', /*skip_empty=*/true)) {
     size_t eq = part.find('=');
     if (eq == std::string_view::npos) {
-      return LineError(line,
-                       Cat("backfill: expected key=value, got \"", part, "\""));
+      return LineError(line, Cat("backfill: expected key=value, got \"", part, "\""));
     }
     std::string_view key = part.substr(0, eq), value = part.substr(eq + 1);
-    if (value.empty())
-      return LineError(line, Cat("backfill: ", key, " needs a value"));
+    if (value.empty()) return LineError(line, Cat("backfill: ", key, " needs a value"));
     if (key == "table") {
       b.table = std::string(value);
     } else if (key == "key") {
       b.key = std::string(value);
     } else if (key == "batch") {
       if (!ParseInt(value, &b.batch) || b.batch < 1 || b.batch > 10'000'000) {
-        return LineError(
-            line,
-            Cat("backfill: batch must be a row count from 1 to 10000000"));
+        return LineError(line, Cat("backfill: batch must be a row count from 1 to 10000000"));
       }
     } else if (key == "sleep") {
       auto d = ParseDuration(value);
-      if (!d.ok())
-        return LineError(line, Cat("backfill: sleep: ", d.status().message()));
+      if (!d.ok()) return LineError(line, Cat("backfill: sleep: ", d.status().message()));
       b.sleep = *d;
     } else {
-      return LineError(line, Cat("backfill: unknown setting \"", key,
-                                 "\" (expected table, key, batch, sleep)"));
+      return LineError(
+          line, Cat("backfill: unknown setting \"", key, "\" (expected table, key, batch, sleep)"));
     }
   }
   if (b.table.empty() || b.key.empty()) {
@@ -86,8 +79,7 @@ absl::Status ParseBackfill(std::string_view args, int line, Directives* out) {
 absl::Status ParseOne(std::string_view directive, int line, Directives* out) {
   size_t space = directive.find(' ');
   std::string_view name = directive.substr(0, space);
-  std::string_view args =
-      space == std::string_view::npos ? "" : Trim(directive.substr(space));
+  std::string_view args = space == std::string_view::npos ? "" : Trim(directive.substr(space));
   auto duration_arg = [&](std::optional<Duration>* slot) -> absl::Status {
     auto d = ParseDuration(args);
     if (!d.ok()) return LineError(line, Cat(name, ": ", d.status().message()));
@@ -95,8 +87,7 @@ absl::Status ParseOne(std::string_view directive, int line, Directives* out) {
     return absl::OkStatus();
   };
   if (name == "no-transaction") {
-    if (!args.empty())
-      return LineError(line, "no-transaction takes no argument");
+    if (!args.empty()) return LineError(line, "no-transaction takes no argument");
     out->no_transaction = true;
     return absl::OkStatus();
   }
@@ -107,14 +98,12 @@ absl::Status ParseOne(std::string_view directive, int line, Directives* out) {
     for (std::string_view rule : Split(args, ',', /*skip_empty=*/true)) {
       out->allow.emplace_back(Trim(rule));
     }
-    if (out->allow.empty())
-      return LineError(line, "allow needs a lint rule name");
+    if (out->allow.empty()) return LineError(line, "allow needs a lint rule name");
     return absl::OkStatus();
   }
-  return LineError(
-      line, Cat("unknown directive \"", name,
-                "\" (expected no-transaction, lock-timeout, statement-timeout, "
-                "backfill, allow)"));
+  return LineError(line, Cat("unknown directive \"", name,
+                             "\" (expected no-transaction, lock-timeout, statement-timeout, "
+                             "backfill, allow)"));
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -139,10 +128,9 @@ absl::StatusOr<Directives> ParseDirectives(std::string_view text) {
     auto directive = DirectiveOf(line);
     if (!directive) continue;
     if (!leading) {
-      return LineError(
-          line_no,
-          "shardyard directives must be in the comments before the first "
-          "statement");
+      return LineError(line_no,
+                       "shardyard directives must be in the comments before the first "
+                       "statement");
     }
     if (auto st = ParseOne(*directive, line_no, &out); !st.ok()) return st;
   }
@@ -158,18 +146,15 @@ std::optional<FileName> ParseFileName(std::string_view file_name) {
     stem.remove_suffix(5);
   }
   size_t digits = 0;
-  while (digits < stem.size() && stem[digits] >= '0' && stem[digits] <= '9')
-    ++digits;
-  if (digits == 0 || digits > 15 || digits + 1 >= stem.size() ||
-      stem[digits] != '_') {
+  while (digits < stem.size() && stem[digits] >= '0' && stem[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 15 || digits + 1 >= stem.size() || stem[digits] != '_') {
     return std::nullopt;
   }
-  if (!ParseInt(stem.substr(0, digits), &out.version) || out.version <= 0)
-    return std::nullopt;
+  if (!ParseInt(stem.substr(0, digits), &out.version) || out.version <= 0) return std::nullopt;
   out.name = std::string(stem.substr(digits + 1));
   for (char c : out.name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
     if (!ok) return std::nullopt;
   }
   return out;
@@ -189,14 +174,12 @@ absl::StatusOr<Script> ParseScriptText(std::string path, std::string text) {
   s.checksum = Checksum(s.text);
   auto directives = ParseDirectives(s.text);
   if (!directives.ok()) {
-    return absl::InvalidArgumentError(
-        Cat(s.path, ": ", directives.status().message()));
+    return absl::InvalidArgumentError(Cat(s.path, ": ", directives.status().message()));
   }
   s.directives = std::move(*directives);
   auto statements = sql::ParseScript(s.text);
   if (!statements.ok()) {
-    return absl::InvalidArgumentError(
-        Cat(s.path, ": ", statements.status().message()));
+    return absl::InvalidArgumentError(Cat(s.path, ": ", statements.status().message()));
   }
   s.statements = std::move(*statements);
   return s;
@@ -208,24 +191,19 @@ absl::StatusOr<Script> ReadScript(const std::string& path) {
   return ParseScriptText(path, std::move(*text));
 }
 
-std::string FormatVersion(int64_t version) {
-  return absl::StrFormat("%04d", version);
-}
+std::string FormatVersion(int64_t version) { return absl::StrFormat("%04d", version); }
 
 absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError(
-        Cat("migrations directory ", dir, " does not exist"));
+    return absl::NotFoundError(Cat("migrations directory ", dir, " does not exist"));
   }
   std::map<int64_t, std::string> up_files, down_files, stems;
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file())
-      names.push_back(entry.path().filename().string());
+    if (entry.is_regular_file()) names.push_back(entry.path().filename().string());
   }
-  if (ec)
-    return absl::InternalError(Cat("cannot list ", dir, ": ", ec.message()));
+  if (ec) return absl::InternalError(Cat("cannot list ", dir, ": ", ec.message()));
   std::sort(names.begin(), names.end());
   for (const std::string& file : names) {
     if (!std::string_view(file).ends_with(".sql")) continue;
@@ -238,9 +216,8 @@ absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir) {
     }
     auto& slot = parsed->down ? down_files : up_files;
     if (auto it = slot.find(parsed->version); it != slot.end()) {
-      return absl::InvalidArgumentError(Cat("version ", parsed->version,
-                                            " is used twice: ", it->second,
-                                            " and ", file));
+      return absl::InvalidArgumentError(
+          Cat("version ", parsed->version, " is used twice: ", it->second, " and ", file));
     }
     slot[parsed->version] = file;
     std::string stem = file.substr(0, file.size() - (parsed->down ? 9 : 4));
@@ -254,8 +231,7 @@ absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir) {
     std::string expected = stems[version] + ".down.sql";
     if (file != expected) {
       return absl::InvalidArgumentError(
-          Cat(dir, "/", file, " does not match its up file (expected ",
-              expected, ")"));
+          Cat(dir, "/", file, " does not match its up file (expected ", expected, ")"));
     }
   }
   for (const auto& [version, file] : up_files) {
@@ -276,19 +252,17 @@ absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir) {
   return out;
 }
 
-absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir,
-                                                 std::string_view name) {
+absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir, std::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("new needs a NAME");
   std::string clean;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
     clean.push_back(ok ? c : '_');
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec)
-    return absl::InternalError(Cat("cannot create ", dir, ": ", ec.message()));
+  if (ec) return absl::InternalError(Cat("cannot create ", dir, ": ", ec.message()));
   int64_t next = 1;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (auto parsed = ParseFileName(entry.path().filename().string())) {
@@ -312,8 +286,7 @@ absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir,
     << "-- \"-- shardyard: backfill table=T key=id batch=5000 sleep=20ms\" "
        "(docs/migrate.md).\n"
     << "\n";
-  d << "-- Undoes " << stem
-    << ". Write it so it can run again after a partial run (IF EXISTS).\n"
+  d << "-- Undoes " << stem << ". Write it so it can run again after a partial run (IF EXISTS).\n"
     << "\n";
   return up;
 }

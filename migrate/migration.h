@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/duration.h"
-#include "router/sql_parser.h"
+#include "sql/parser.h"
 
 namespace shardyard::migrate {
 
@@ -29,8 +29,7 @@ struct Directives {
   std::optional<Duration> lock_timeout;
   std::optional<Duration> statement_timeout;
   std::optional<BackfillDirective> backfill;
-  std::vector<std::string>
-      allow;  // lint rules this file accepts (`-- shardyard: allow RULE,...`)
+  std::vector<std::string> allow;  // lint rules this file accepts (`-- shardyard: allow RULE,...`)
   bool operator==(const Directives&) const = default;
 };
 
@@ -79,8 +78,7 @@ absl::StatusOr<std::vector<Migration>> ReadDirectory(const std::string& dir);
 
 // Writes NNNN_name.sql and NNNN_name.down.sql with the next version; returns
 // the up file's path.
-absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir,
-                                                 std::string_view name);
+absl::StatusOr<std::string> CreateMigrationFiles(const std::string& dir, std::string_view name);
 
 // "0007" style label of a version, as wide as the files use (at least four
 // digits).

@@ -12,8 +12,7 @@
 namespace shardyard::migrate {
 
 std::string Rows::Text(size_t row, size_t column) const {
-  if (row >= rows.size() || column >= rows[row].size() || !rows[row][column])
-    return "";
+  if (row >= rows.size() || column >= rows[row].size() || !rows[row][column]) return "";
   return *rows[row][column];
 }
 
@@ -57,20 +56,16 @@ std::string QuoteLiteral(std::string_view text) {
 }
 
 std::string DurationLiteral(std::chrono::nanoseconds d) {
-  return Cat("'",
-             std::chrono::duration_cast<std::chrono::milliseconds>(d).count(),
-             "ms'");
+  return Cat("'", std::chrono::duration_cast<std::chrono::milliseconds>(d).count(), "ms'");
 }
 
-absl::StatusOr<std::unique_ptr<PgSession>> PgSession::Connect(
-    const std::string& conninfo) {
+absl::StatusOr<std::unique_ptr<PgSession>> PgSession::Connect(const std::string& conninfo) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn);
     PQfinish(conn);
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    return PgErrorStatus(absl::StatusCode::kUnavailable,
-                         sqlstate::kConnectionFailure, message);
+    return PgErrorStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure, message);
   }
   return std::unique_ptr<PgSession>(new PgSession(conn));
 }
@@ -109,8 +104,7 @@ int PgSession::BackendPid() const { return PQbackendPID(conn_); }
 absl::StatusOr<Rows> PgSession::Collect(void* raw) {
   PGresult* result = static_cast<PGresult*>(raw);
   ExecStatusType status = PQresultStatus(result);
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK &&
-      status != PGRES_EMPTY_QUERY) {
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY) {
     auto field = [&](int code) {
       const char* v = PQresultErrorField(result, code);
       return std::string(v ? v : "");
@@ -123,16 +117,13 @@ absl::StatusOr<Rows> PgSession::Collect(void* raw) {
     if (sqlstate.empty() || Broken()) {
       std::string m = PQerrorMessage(conn_);
       while (!m.empty() && m.back() == '\n') m.pop_back();
-      return PgErrorStatus(absl::StatusCode::kUnavailable,
-                           sqlstate::kConnectionFailure,
+      return PgErrorStatus(absl::StatusCode::kUnavailable, sqlstate::kConnectionFailure,
                            m.empty() ? message : m);
     }
     // The detail often says what to fix ("Key (v)=(1) is duplicated."), so it
     // is shown too.
-    std::string shown =
-        detail.empty() ? message : Cat(message, " (", detail, ")");
-    return PgErrorStatus(absl::StatusCode::kFailedPrecondition, sqlstate, shown,
-                         detail, hint);
+    std::string shown = detail.empty() ? message : Cat(message, " (", detail, ")");
+    return PgErrorStatus(absl::StatusCode::kFailedPrecondition, sqlstate, shown, detail, hint);
   }
   Rows rows;
   int n = PQntuples(result), cols = PQnfields(result);
@@ -145,15 +136,13 @@ absl::StatusOr<Rows> PgSession::Collect(void* raw) {
         row.emplace_back(std::nullopt);
       } else {
         row.emplace_back(
-            std::string(PQgetvalue(result, r, c),
-                        static_cast<size_t>(PQgetlength(result, r, c))));
+            std::string(PQgetvalue(result, r, c), static_cast<size_t>(PQgetlength(result, r, c))));
       }
     }
     rows.rows.push_back(std::move(row));
   }
   const char* tuples = PQcmdTuples(result);
-  if (tuples && *tuples)
-    (void)ParseInt(std::string_view(tuples), &rows.affected);
+  if (tuples && *tuples) (void)ParseInt(std::string_view(tuples), &rows.affected);
   PQclear(result);
   return rows;
 }
@@ -163,14 +152,12 @@ absl::StatusOr<Rows> PgSession::Exec(std::string_view sql) {
   return Collect(PQexec(conn_, text.c_str()));
 }
 
-absl::StatusOr<Rows> PgSession::ExecParams(std::string_view sql,
-                                           const std::vector<Param>& params) {
+absl::StatusOr<Rows> PgSession::ExecParams(std::string_view sql, const std::vector<Param>& params) {
   std::string text(sql);
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-  return Collect(PQexecParams(conn_, text.c_str(),
-                              static_cast<int>(params.size()), nullptr,
+  return Collect(PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()), nullptr,
                               values.data(), nullptr, nullptr, 0));
 }
 

@@ -46,8 +46,7 @@ std::string BuildConninfo(const std::map<std::string, std::string>& params);
 // thread may call.
 class PgSession {
  public:
-  static absl::StatusOr<std::unique_ptr<PgSession>> Connect(
-      const std::string& conninfo);
+  static absl::StatusOr<std::unique_ptr<PgSession>> Connect(const std::string& conninfo);
   ~PgSession();
   PgSession(const PgSession&) = delete;
   PgSession& operator=(const PgSession&) = delete;
@@ -55,8 +54,7 @@ class PgSession {
   // Runs SQL with the simple query protocol (as psql would).
   absl::StatusOr<Rows> Exec(std::string_view sql);
   // Runs one statement with text parameters (extended protocol).
-  absl::StatusOr<Rows> ExecParams(std::string_view sql,
-                                  const std::vector<Param>& params);
+  absl::StatusOr<Rows> ExecParams(std::string_view sql, const std::vector<Param>& params);
   absl::Status Run(std::string_view sql) { return Exec(sql).status(); }
 
   // Asks the server to cancel the statement now running on this session, if

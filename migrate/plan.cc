@@ -30,24 +30,22 @@ std::string_view StepKindName(StepKind kind) {
 
 std::string Step::Summary() const {
   if (kind == StepKind::kBackfill && backfill) {
-    return Cat("backfill ", backfill->table, " by ", backfill->key,
-               " in batches of ", backfill->batch, ": ",
-               summaries.empty() ? "" : summaries[0]);
+    return Cat("backfill ", backfill->table, " by ", backfill->key, " in batches of ",
+               backfill->batch, ": ", summaries.empty() ? "" : summaries[0]);
   }
   if (summaries.size() == 1) return summaries[0];
   return Cat(summaries.size(), " statements");
 }
 
 bool Step::UsesLockTimeout() const {
-  return kind != StepKind::kCreateIndexConcurrently &&
-         kind != StepKind::kDropIndexConcurrently &&
+  return kind != StepKind::kCreateIndexConcurrently && kind != StepKind::kDropIndexConcurrently &&
          kind != StepKind::kReindexConcurrently;
 }
 
 namespace {
 
-void AddStatement(Step* step, const sql::Statement& st,
-                  const StatementFacts& facts, std::string sql) {
+void AddStatement(Step* step, const sql::Statement& st, const StatementFacts& facts,
+                  std::string sql) {
   step->sql.push_back(std::move(sql));
   step->lines.push_back(st.line);
   step->summaries.push_back(facts.summary);
@@ -56,21 +54,19 @@ void AddStatement(Step* step, const sql::Statement& st,
   for (const RelationLock& l : facts.locks) {
     // A relation created earlier in the same step is invisible to other
     // sessions until commit.
-    bool created_here = std::any_of(
-        step->created.begin(), step->created.end(),
-        [&](const std::string& c) { return SameRelation(c, l.relation); });
+    bool created_here =
+        std::any_of(step->created.begin(), step->created.end(),
+                    [&](const std::string& c) { return SameRelation(c, l.relation); });
     if (created_here) continue;
-    auto it = std::find_if(
-        step->locks.begin(), step->locks.end(),
-        [&](const RelationLock& x) { return x.relation == l.relation; });
+    auto it = std::find_if(step->locks.begin(), step->locks.end(),
+                           [&](const RelationLock& x) { return x.relation == l.relation; });
     if (it == step->locks.end()) {
       step->locks.push_back(l);
     } else {
       it->mode = std::max(it->mode, l.mode);
     }
   }
-  for (const RelationLock& l : step->locks)
-    step->lock = std::max(step->lock, l.mode);
+  for (const RelationLock& l : step->locks) step->lock = std::max(step->lock, l.mode);
   step->created.insert(step->created.end(), facts.created_relations.begin(),
                        facts.created_relations.end());
 }
@@ -78,16 +74,14 @@ void AddStatement(Step* step, const sql::Statement& st,
 int MaxParamNumber(const sql::Node& tree) {
   int max = 0;
   tree.ForEachNode([&](std::string_view tag, const sql::Node& body) {
-    if (tag == "ParamRef")
-      max = std::max(max, static_cast<int>(body["number"].Int()));
+    if (tag == "ParamRef") max = std::max(max, static_cast<int>(body["number"].Int()));
   });
   return max;
 }
 
 // The backfill UPDATE with its key range as $1 (first key of a batch) and $2
 // (last key).
-absl::StatusOr<std::string> BackfillSql(const sql::Statement& st,
-                                        const BackfillDirective& b) {
+absl::StatusOr<std::string> BackfillSql(const sql::Statement& st, const BackfillDirective& b) {
   int params = MaxParamNumber(st.tree);
   if (params == 2) return st.text;
   if (params != 0) {
@@ -108,14 +102,12 @@ absl::StatusOr<std::string> BackfillSql(const sql::Statement& st,
 
 }  // namespace
 
-absl::StatusOr<MigrationPlan> PlanScript(const Script& script,
-                                         const PlanSettings& settings) {
+absl::StatusOr<MigrationPlan> PlanScript(const Script& script, const PlanSettings& settings) {
   const Directives& d = script.directives;
   MigrationPlan plan;
   plan.transactional = !d.no_transaction && !d.backfill;
   plan.lock_timeout = d.lock_timeout.value_or(settings.lock_timeout);
-  plan.statement_timeout =
-      d.statement_timeout.value_or(settings.statement_timeout);
+  plan.statement_timeout = d.statement_timeout.value_or(settings.statement_timeout);
   plan.concurrent_statement_timeout = d.statement_timeout.value_or(Duration(0));
 
   if (plan.transactional) {
@@ -160,16 +152,14 @@ absl::StatusOr<MigrationPlan> PlanScript(const Script& script,
         SameRelation(RangeVarName(st.body()["relation"]), d.backfill->table)) {
       auto sql = BackfillSql(st, *d.backfill);
       if (!sql.ok())
-        return absl::InvalidArgumentError(
-            Cat(script.path, ": ", sql.status().message()));
+        return absl::InvalidArgumentError(Cat(script.path, ": ", sql.status().message()));
       text = std::move(*sql);
       step.kind = StepKind::kBackfill;
       step.backfill = d.backfill;
       ++backfill_updates;
     } else if (MaxParamNumber(st.tree) > 0) {
       return absl::InvalidArgumentError(
-          Cat(script.path, ":", st.line,
-              ": only a backfill UPDATE may use $1 and $2"));
+          Cat(script.path, ":", st.line, ": only a backfill UPDATE may use $1 and $2"));
     }
     step.index_name = facts.index_name;
     step.index_table = facts.index_table;
@@ -177,9 +167,9 @@ absl::StatusOr<MigrationPlan> PlanScript(const Script& script,
     plan.steps.push_back(std::move(step));
   }
   if (d.backfill && backfill_updates != 1) {
-    return absl::InvalidArgumentError(Cat(
-        script.path, ": the backfill directive needs exactly one UPDATE of ",
-        d.backfill->table, " (found ", backfill_updates, ")"));
+    return absl::InvalidArgumentError(Cat(script.path,
+                                          ": the backfill directive needs exactly one UPDATE of ",
+                                          d.backfill->table, " (found ", backfill_updates, ")"));
   }
   return plan;
 }

@@ -16,9 +16,9 @@
 namespace shardyard::migrate {
 
 enum class StepKind : uint8_t {
-  kTransaction,  // every statement of a transactional migration, atomically
-  kStatement,    // one statement in its own short transaction
-  kOutsideTransaction,  // one statement that cannot run in a transaction block
+  kTransaction,              // every statement of a transactional migration, atomically
+  kStatement,                // one statement in its own short transaction
+  kOutsideTransaction,       // one statement that cannot run in a transaction block
   kCreateIndexConcurrently,  // checked, retried and cleaned up around INVALID
                              // indexes
   kDropIndexConcurrently,
@@ -35,9 +35,8 @@ struct Step {
   LockMode lock = LockMode::kNone;  // the strongest lock of the step
   std::vector<RelationLock> locks;  // the relations it locks
   bool locks_unknown = false;
-  std::string index_name;  // concurrent index steps
-  std::string
-      index_table;  // CREATE INDEX CONCURRENTLY / REINDEX TABLE CONCURRENTLY
+  std::string index_name;   // concurrent index steps
+  std::string index_table;  // CREATE INDEX CONCURRENTLY / REINDEX TABLE CONCURRENTLY
   std::optional<BackfillDirective> backfill;
   std::vector<std::string> created;  // relations its statements create
 
@@ -51,8 +50,7 @@ struct Step {
 
 struct PlanSettings {
   Duration lock_timeout = std::chrono::seconds(1);
-  Duration statement_timeout =
-      std::chrono::minutes(10);  // for non-concurrent steps
+  Duration statement_timeout = std::chrono::minutes(10);  // for non-concurrent steps
 };
 
 struct MigrationPlan {
@@ -67,7 +65,6 @@ struct MigrationPlan {
 
 // Fails when the script cannot be run as written, e.g. a backfill whose UPDATE
 // is missing.
-absl::StatusOr<MigrationPlan> PlanScript(const Script& script,
-                                         const PlanSettings& settings);
+absl::StatusOr<MigrationPlan> PlanScript(const Script& script, const PlanSettings& settings);
 
 }  // namespace shardyard::migrate

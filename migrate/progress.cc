@@ -36,8 +36,7 @@ bool StopSignal::SleepFor(Duration d) const {
     if (interrupted()) return false;
     auto now = std::chrono::steady_clock::now();
     if (now >= end) return true;
-    std::this_thread::sleep_for(
-        std::min<Duration>(end - now, std::chrono::milliseconds(50)));
+    std::this_thread::sleep_for(std::min<Duration>(end - now, std::chrono::milliseconds(50)));
   }
 }
 

@@ -23,14 +23,11 @@ bool IsRetryableSqlState(std::string_view code) {
 enum class IndexState { kAbsent, kValid, kInvalid };
 
 // Time left at this run's rate; "?" before the first batch.
-std::string BackfillEta(double seconds, int64_t done_this_run, int64_t done,
-                        int64_t total) {
+std::string BackfillEta(double seconds, int64_t done_this_run, int64_t done, int64_t total) {
   if (total <= done) return "0s";
   if (done_this_run <= 0) return "?";
-  double left = seconds * static_cast<double>(total - done) /
-                static_cast<double>(done_this_run);
-  return FormatElapsed(std::chrono::duration_cast<Duration>(
-      std::chrono::duration<double>(left)));
+  double left = seconds * static_cast<double>(total - done) / static_cast<double>(done_this_run);
+  return FormatElapsed(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(left)));
 }
 
 std::string LockSummary(const Step& step) {
@@ -61,9 +58,8 @@ std::string QuoteQualified(std::string_view name) {
   return Join(parts, ".");
 }
 
-ShardRunner::ShardRunner(ShardTarget target, const RunSettings& settings,
-                         Reporter& reporter, const StopSignal& stop,
-                         TrafficCoordinator& coordinator)
+ShardRunner::ShardRunner(ShardTarget target, const RunSettings& settings, Reporter& reporter,
+                         const StopSignal& stop, TrafficCoordinator& coordinator)
     : target_(std::move(target)),
       settings_(settings),
       reporter_(reporter),
@@ -85,29 +81,22 @@ absl::Status ShardRunner::Connect() {
 std::string ShardRunner::Where() const {
   std::string out = Cat("shard ", target_.index);
   if (current_.migration) {
-    Append(&out, " ", current_.migration->label,
-           current_.rollback ? " (down)" : "");
+    Append(&out, " ", current_.migration->label, current_.rollback ? " (down)" : "");
     if (current_.plan) {
-      Append(&out, " step ", current_.step_index + 1, "/",
-             current_.plan->steps.size());
+      Append(&out, " step ", current_.step_index + 1, "/", current_.plan->steps.size());
     }
   }
   return out;
 }
 
-void ShardRunner::Say(std::string_view text) {
-  reporter_.Line(Cat(Where(), ": ", text));
+void ShardRunner::Say(std::string_view text) { reporter_.Line(Cat(Where(), ": ", text)); }
+
+absl::Status ShardRunner::SetSessionTimeouts(Duration lock_timeout, Duration statement_timeout) {
+  return session_->Run(Cat("SET lock_timeout = ", DurationLiteral(lock_timeout),
+                           "; SET statement_timeout = ", DurationLiteral(statement_timeout)));
 }
 
-absl::Status ShardRunner::SetSessionTimeouts(Duration lock_timeout,
-                                             Duration statement_timeout) {
-  return session_->Run(
-      Cat("SET lock_timeout = ", DurationLiteral(lock_timeout),
-          "; SET statement_timeout = ", DurationLiteral(statement_timeout)));
-}
-
-absl::Status ShardRunner::Attempt(const Step& step,
-                                  const std::function<absl::Status()>& body) {
+absl::Status ShardRunner::Attempt(const Step& step, const std::function<absl::Status()>& body) {
   StepContext context;
   context.shard = target_.index;
   context.version = current_.migration->version;
@@ -117,10 +106,9 @@ absl::Status ShardRunner::Attempt(const Step& step,
   context.step = &step;
   context.rollback = current_.rollback;
   absl::Status gate = coordinator_.BeforeStep(context);
-  absl::Status result = gate.ok()
-                            ? body()
-                            : absl::Status(absl::StatusCode::kUnavailable,
-                                           Cat("proxy: ", gate.message()));
+  absl::Status result =
+      gate.ok() ? body()
+                : absl::Status(absl::StatusCode::kUnavailable, Cat("proxy: ", gate.message()));
   coordinator_.AfterStep(context, result);
   if (!gate.ok()) {
     // Refused by the proxy: treated like a lock timeout, so it is retried until
@@ -131,8 +119,8 @@ absl::Status ShardRunner::Attempt(const Step& step,
   return result;
 }
 
-absl::Status ShardRunner::WithLockRetry(
-    const Step& step, const std::function<absl::Status()>& attempt) {
+absl::Status ShardRunner::WithLockRetry(const Step& step,
+                                        const std::function<absl::Status()>& attempt) {
   Clock::time_point start = Clock::now();
   Clock::time_point deadline = start + settings_.lock_retry_deadline;
   Duration backoff = settings_.backoff_initial;
@@ -142,37 +130,33 @@ absl::Status ShardRunner::WithLockRetry(
     // Equal jitter: half the backoff fixed, half random, so shards and runs do
     // not align.
     Duration half = backoff / 2;
-    std::uniform_int_distribution<int64_t> jitter(
-        0, std::max<int64_t>(half.count(), 0));
+    std::uniform_int_distribution<int64_t> jitter(0, std::max<int64_t>(half.count(), 0));
     Duration sleep = half + Duration(jitter(rng_));
     if (Clock::now() + sleep >= deadline) {
-      return absl::AbortedError(Cat(
-          "gave up on lock contention after ", tries, " tries in ",
-          FormatElapsed(Clock::now() - start), " (--lock-retry-deadline ",
-          FormatDuration(settings_.lock_retry_deadline), "): ", st.message()));
+      return absl::AbortedError(Cat("gave up on lock contention after ", tries, " tries in ",
+                                    FormatElapsed(Clock::now() - start), " (--lock-retry-deadline ",
+                                    FormatDuration(settings_.lock_retry_deadline),
+                                    "): ", st.message()));
     }
     ++retries_;
-    Say(Cat(st.message(), " (", LockModeName(step.lock), "), try ", tries,
-            "; retrying in ", FormatElapsed(sleep), ", elapsed ",
-            FormatElapsed(Clock::now() - current_.step_start), ", retries ",
-            retries_));
-    if (!stop_.SleepFor(sleep))
-      return absl::CancelledError("stopped while waiting to retry");
+    Say(Cat(st.message(), " (", LockModeName(step.lock), "), try ", tries, "; retrying in ",
+            FormatElapsed(sleep), ", elapsed ", FormatElapsed(Clock::now() - current_.step_start),
+            ", retries ", retries_));
+    if (!stop_.SleepFor(sleep)) return absl::CancelledError("stopped while waiting to retry");
     backoff = std::min<Duration>(backoff * 2, settings_.backoff_max);
   }
 }
 
-absl::Status ShardRunner::InTransaction(
-    Duration statement_timeout, const std::function<absl::Status()>& body) {
+absl::Status ShardRunner::InTransaction(Duration statement_timeout,
+                                        const std::function<absl::Status()>& body) {
   auto fail = [&](absl::Status st) {
     if (!session_->Broken()) (void)session_->Run("ROLLBACK");
     return st;
   };
   if (auto st = session_->Run("BEGIN"); !st.ok()) return st;
-  if (auto st = session_->Run(Cat("SET LOCAL lock_timeout = ",
-                                  DurationLiteral(current_.plan->lock_timeout),
-                                  "; SET LOCAL statement_timeout = ",
-                                  DurationLiteral(statement_timeout)));
+  if (auto st = session_->Run(
+          Cat("SET LOCAL lock_timeout = ", DurationLiteral(current_.plan->lock_timeout),
+              "; SET LOCAL statement_timeout = ", DurationLiteral(statement_timeout)));
       !st.ok()) {
     return fail(st);
   }
@@ -180,8 +164,7 @@ absl::Status ShardRunner::InTransaction(
   return session_->Run("COMMIT");
 }
 
-absl::Status ShardRunner::RunInTransaction(const Step& step,
-                                           Duration statement_timeout,
+absl::Status ShardRunner::RunInTransaction(const Step& step, Duration statement_timeout,
                                            const Recorder& record) {
   return WithLockRetry(step, [&]() {
     return Attempt(step, [&]() {
@@ -190,9 +173,8 @@ absl::Status ShardRunner::RunInTransaction(const Step& step,
           if (auto st = session_->Run(step.sql[i]); !st.ok()) {
             // Keep the SQLSTATE (it decides about retrying) and say which
             // statement failed.
-            return PgErrorStatus(
-                st.code(), SqlStateOf(st),
-                Cat("line ", step.lines[i], ": ", st.message()));
+            return PgErrorStatus(st.code(), SqlStateOf(st),
+                                 Cat("line ", step.lines[i], ": ", st.message()));
           }
         }
         return record(*session_);
@@ -201,35 +183,28 @@ absl::Status ShardRunner::RunInTransaction(const Step& step,
   });
 }
 
-absl::Status ShardRunner::RunOutsideTransaction(const Step& step,
-                                                const Recorder& record) {
-  if (auto st = SetSessionTimeouts(current_.plan->lock_timeout,
-                                   current_.plan->statement_timeout);
+absl::Status ShardRunner::RunOutsideTransaction(const Step& step, const Recorder& record) {
+  if (auto st = SetSessionTimeouts(current_.plan->lock_timeout, current_.plan->statement_timeout);
       !st.ok()) {
     return st;
   }
-  absl::Status st = WithLockRetry(step, [&]() {
-    return Attempt(step, [&]() { return session_->Run(step.sql[0]); });
-  });
+  absl::Status st = WithLockRetry(
+      step, [&]() { return Attempt(step, [&]() { return session_->Run(step.sql[0]); }); });
   if (!session_->Broken()) (void)SetSessionTimeouts(Duration(0), Duration(0));
   if (!st.ok()) return st;
   return record(*session_);
 }
 
-absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step,
-                                                 const Recorder& record) {
+absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step, const Recorder& record) {
   // No lock_timeout: interrupting a concurrent build while it waits for old
   // transactions would leave it INVALID. Its locks (SHARE UPDATE EXCLUSIVE)
   // never block reads or writes anyway.
-  if (auto st = SetSessionTimeouts(Duration(0),
-                                   current_.plan->concurrent_statement_timeout);
+  if (auto st = SetSessionTimeouts(Duration(0), current_.plan->concurrent_statement_timeout);
       !st.ok()) {
     return st;
   }
-  std::string index =
-      step.index_name.empty() ? "" : QuoteQualified(step.index_name);
-  std::string table =
-      step.index_table.empty() ? "" : QuoteQualified(step.index_table);
+  std::string index = step.index_name.empty() ? "" : QuoteQualified(step.index_name);
+  std::string table = step.index_table.empty() ? "" : QuoteQualified(step.index_table);
 
   auto index_state = [&]() -> absl::StatusOr<IndexState> {
     auto rows = session_->ExecParams(
@@ -257,11 +232,8 @@ absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step,
     return out;
   };
   auto drop_index = [&](const std::string& name) {
-    Say(Cat("dropping INVALID index ", name,
-            " left by a failed concurrent build"));
-    if (auto st =
-            session_->Run(Cat("DROP INDEX CONCURRENTLY IF EXISTS ", name));
-        !st.ok()) {
+    Say(Cat("dropping INVALID index ", name, " left by a failed concurrent build"));
+    if (auto st = session_->Run(Cat("DROP INDEX CONCURRENTLY IF EXISTS ", name)); !st.ok()) {
       Say(Cat("could not drop ", name, ": ", st.message(), " (run repair)"));
     }
   };
@@ -296,23 +268,19 @@ absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step,
         st = state.status();
         break;
       }
-      if (step.kind == StepKind::kCreateIndexConcurrently &&
-          *state == IndexState::kValid) {
+      if (step.kind == StepKind::kCreateIndexConcurrently && *state == IndexState::kValid) {
         Say(Cat("index ", index, " already exists and is valid"));
         st = absl::OkStatus();
         break;
       }
-      if (step.kind == StepKind::kDropIndexConcurrently &&
-          *state == IndexState::kAbsent) {
+      if (step.kind == StepKind::kDropIndexConcurrently && *state == IndexState::kAbsent) {
         Say(Cat("index ", index, " is already gone"));
         st = absl::OkStatus();
         break;
       }
-      if (step.kind == StepKind::kCreateIndexConcurrently &&
-          *state == IndexState::kInvalid) {
+      if (step.kind == StepKind::kCreateIndexConcurrently && *state == IndexState::kInvalid) {
         wait_for_builds();
-        if (index_state().value_or(IndexState::kAbsent) == IndexState::kInvalid)
-          drop_index(index);
+        if (index_state().value_or(IndexState::kAbsent) == IndexState::kInvalid) drop_index(index);
       }
     }
     std::vector<std::string> before = invalid_indexes();
@@ -322,16 +290,13 @@ absl::Status ShardRunner::RunConcurrentIndexStep(const Step& step,
     // by reads.
     if (step.kind != StepKind::kDropIndexConcurrently) {
       for (const std::string& name : invalid_indexes()) {
-        if (std::find(before.begin(), before.end(), name) == before.end())
-          drop_index(name);
+        if (std::find(before.begin(), before.end(), name) == before.end()) drop_index(name);
       }
     }
-    if (!IsRetryableSqlState(SqlStateOf(st)) ||
-        attempt == settings_.index_build_attempts)
-      break;
+    if (!IsRetryableSqlState(SqlStateOf(st)) || attempt == settings_.index_build_attempts) break;
     ++retries_;
-    Say(Cat(st.message(), "; retrying the concurrent build (attempt ",
-            attempt + 1, " of ", settings_.index_build_attempts, ")"));
+    Say(Cat(st.message(), "; retrying the concurrent build (attempt ", attempt + 1, " of ",
+            settings_.index_build_attempts, ")"));
     stop_.SleepFor(backoff);
     backoff = std::min<Duration>(backoff * 2, settings_.backoff_max);
   }
@@ -353,8 +318,7 @@ bool ShardRunner::WaitForReplicas() {
         auto s = PgSession::Connect(target_.replica_conninfos[i]);
         if (!s.ok()) {
           worst = std::numeric_limits<double>::infinity();
-          why =
-              Cat("replica ", target_.replica_endpoints[i], " is unreachable");
+          why = Cat("replica ", target_.replica_endpoints[i], " is unreachable");
           continue;
         }
         replicas_[i] = std::move(*s);
@@ -374,15 +338,12 @@ bool ShardRunner::WaitForReplicas() {
       double lag = std::strtod(rows->Text(0, 0).c_str(), nullptr);
       if (lag > worst) {
         worst = lag;
-        why = absl::StrFormat("replica %s lags %.1fs",
-                              target_.replica_endpoints[i], lag);
+        why = absl::StrFormat("replica %s lags %.1fs", target_.replica_endpoints[i], lag);
       }
     }
-    double max_lag =
-        std::chrono::duration<double>(settings_.max_replica_lag).count();
+    double max_lag = std::chrono::duration<double>(settings_.max_replica_lag).count();
     if (worst <= max_lag) {
-      if (paused)
-        Say("backfill resumed: replica lag is back under --max-replica-lag");
+      if (paused) Say("backfill resumed: replica lag is back under --max-replica-lag");
       return true;
     }
     if (!paused || Clock::now() - last_report > std::chrono::seconds(2)) {
@@ -403,8 +364,7 @@ absl::Status ShardRunner::RunBackfill(const Step& step, const Recorder& record,
   if (existing && existing->backfill_after) {
     after = existing->backfill_after;
     done = existing->backfill_rows;
-    Say(Cat("resuming the backfill after ", b.key, " = ", *after, " (", done,
-            " rows done)"));
+    Say(Cat("resuming the backfill after ", b.key, " = ", *after, " (", done, " rows done)"));
   }
   int64_t total = 0;
   auto estimate = session_->ExecParams(
@@ -420,28 +380,24 @@ absl::Status ShardRunner::RunBackfill(const Step& step, const Recorder& record,
       Cat("SELECT (SELECT k::text FROM b ORDER BY k LIMIT 1), (SELECT k::text "
           "FROM b ORDER BY k DESC "
           "LIMIT 1), (SELECT count(*) FROM b)");
-  std::string first_sql =
-      Cat("WITH b AS (SELECT ", b.key, " AS k FROM ", b.table, " ORDER BY ",
-          b.key, " LIMIT ", b.batch, ") ", batch_rows);
-  std::string next_sql =
-      Cat("WITH b AS (SELECT ", b.key, " AS k FROM ", b.table, " WHERE ", b.key,
-          " > $1 ORDER BY ", b.key, " LIMIT ", b.batch, ") ", batch_rows);
+  std::string first_sql = Cat("WITH b AS (SELECT ", b.key, " AS k FROM ", b.table, " ORDER BY ",
+                              b.key, " LIMIT ", b.batch, ") ", batch_rows);
+  std::string next_sql = Cat("WITH b AS (SELECT ", b.key, " AS k FROM ", b.table, " WHERE ", b.key,
+                             " > $1 ORDER BY ", b.key, " LIMIT ", b.batch, ") ", batch_rows);
   Duration statement_timeout = current_.plan->statement_timeout;
   Clock::time_point start = Clock::now(), last_report = start;
   int64_t done_this_run = 0;
   while (true) {
-    if (stop_.interrupted())
-      return absl::CancelledError("stopped between backfill batches");
-    if (!WaitForReplicas())
-      return absl::CancelledError("stopped while the backfill was paused");
+    if (stop_.interrupted()) return absl::CancelledError("stopped between backfill batches");
+    if (!WaitForReplicas()) return absl::CancelledError("stopped while the backfill was paused");
     bool finished = false;
     int64_t rows = 0;
     std::string high;
     absl::Status st = WithLockRetry(step, [&]() {
       return Attempt(step, [&]() {
         return InTransaction(statement_timeout, [&]() -> absl::Status {
-          auto bounds = after ? session_->ExecParams(next_sql, {*after})
-                              : session_->Exec(first_sql);
+          auto bounds =
+              after ? session_->ExecParams(next_sql, {*after}) : session_->Exec(first_sql);
           if (!bounds.ok()) return bounds.status();
           if (bounds->Text(0, 2) == "0") {
             finished = true;
@@ -452,8 +408,7 @@ absl::Status ShardRunner::RunBackfill(const Step& step, const Recorder& record,
           auto updated = session_->ExecParams(step.sql[0], {low, high});
           if (!updated.ok()) return updated.status();
           rows = updated->affected;
-          return RecordBackfillBatch(*session_, current_.migration->version,
-                                     high, rows);
+          return RecordBackfillBatch(*session_, current_.migration->version, high, rows);
         });
       });
     });
@@ -468,9 +423,8 @@ absl::Status ShardRunner::RunBackfill(const Step& step, const Recorder& record,
       last_report = now;
       double secs = std::chrono::duration<double>(now - start).count();
       std::string eta = BackfillEta(secs, done_this_run, done, total);
-      Say(Cat("backfill ", b.table, ": ", done, "/", std::max(total, done),
-              " rows, elapsed ", FormatElapsed(now - current_.step_start),
-              ", retries ", retries_, ", ETA ", eta));
+      Say(Cat("backfill ", b.table, ": ", done, "/", std::max(total, done), " rows, elapsed ",
+              FormatElapsed(now - current_.step_start), ", retries ", retries_, ", ETA ", eta));
     }
     if (b.sleep > Duration(0) && !stop_.SleepFor(b.sleep)) {
       return absl::CancelledError("stopped between backfill batches");
@@ -498,8 +452,7 @@ absl::Status ShardRunner::RunStep(const Step& step, const Recorder& record,
   return absl::InternalError("unknown step kind");
 }
 
-absl::Status ShardRunner::RunSteps(const Migration& m,
-                                   const MigrationPlan& plan, int first_step,
+absl::Status ShardRunner::RunSteps(const Migration& m, const MigrationPlan& plan, int first_step,
                                    bool rollback, const StateRow* existing) {
   const Script& script = rollback ? *m.down : m.up;
   int steps = static_cast<int>(plan.steps.size());
@@ -511,13 +464,10 @@ absl::Status ShardRunner::RunSteps(const Migration& m,
     // finish the step it is on (its first one, if it has not run any yet) and
     // then stops it.
     if (stop_.interrupted() || (stop_.fleet_failed() && steps_completed_ > 0)) {
-      std::string why =
-          stop_.interrupted() ? "interrupted" : "stopped: another shard failed";
+      std::string why = stop_.interrupted() ? "interrupted" : "stopped: another shard failed";
       if (!plan.transactional) {
         (void)MarkStatus(*session_, m.version,
-                         rollback ? MigrationStatus::kRollingBack
-                                  : MigrationStatus::kStopped,
-                         why);
+                         rollback ? MigrationStatus::kRollingBack : MigrationStatus::kStopped, why);
       }
       Say(Cat("stopped before this step (", why, ")"));
       return absl::CancelledError(why);
@@ -525,91 +475,73 @@ absl::Status ShardRunner::RunSteps(const Migration& m,
     const Step& step = plan.steps[static_cast<size_t>(k)];
     Recorder record;
     if (plan.transactional) {
-      record = rollback
-                   ? Recorder([&](PgSession& s) {
-                       return DeleteState(s, m.version);
-                     })
-                   : Recorder([&](PgSession& s) {
-                       return MarkApplied(s, m.version, m.name, m.up.checksum,
-                                          steps, settings_.applied_by);
-                     });
+      record = rollback ? Recorder([&](PgSession& s) { return DeleteState(s, m.version); })
+                        : Recorder([&](PgSession& s) {
+                            return MarkApplied(s, m.version, m.name, m.up.checksum, steps,
+                                               settings_.applied_by);
+                          });
     } else {
-      record = [&m, k](PgSession& s) {
-        return RecordStepsDone(s, m.version, k + 1);
-      };
+      record = [&m, k](PgSession& s) { return RecordStepsDone(s, m.version, k + 1); };
     }
     Say(Cat(step.Summary(), " [", LockSummary(step),
-            step.UsesLockTimeout()
-                ? Cat("; lock_timeout ", FormatDuration(plan.lock_timeout))
-                : std::string("; no lock_timeout"),
+            step.UsesLockTimeout() ? Cat("; lock_timeout ", FormatDuration(plan.lock_timeout))
+                                   : std::string("; no lock_timeout"),
             "]"));
     int retries_before = retries_;
-    absl::Status st =
-        RunStep(step, record, k == first_step ? existing : nullptr);
+    absl::Status st = RunStep(step, record, k == first_step ? existing : nullptr);
     if (st.ok()) {
       ++steps_completed_;
-      Say(Cat("done in ", FormatElapsed(Clock::now() - current_.step_start),
-              ", retries ", retries_ - retries_before));
+      Say(Cat("done in ", FormatElapsed(Clock::now() - current_.step_start), ", retries ",
+              retries_ - retries_before));
       continue;
     }
-    std::string message = Cat("step ", k + 1, "/", steps, " of ", script.path,
-                              ": ", st.message());
+    std::string message = Cat("step ", k + 1, "/", steps, " of ", script.path, ": ", st.message());
     if (!session_->Broken()) {
-      if (st.code() == absl::StatusCode::kCancelled ||
-          st.code() == absl::StatusCode::kAborted) {
+      if (st.code() == absl::StatusCode::kCancelled || st.code() == absl::StatusCode::kAborted) {
         if (!plan.transactional) {
           (void)MarkStatus(*session_, m.version,
-                           rollback ? MigrationStatus::kRollingBack
-                                    : MigrationStatus::kStopped,
+                           rollback ? MigrationStatus::kRollingBack : MigrationStatus::kStopped,
                            message);
         }
       } else if (rollback) {
-        (void)MarkStatus(*session_, m.version, MigrationStatus::kRollingBack,
-                         message);
+        (void)MarkStatus(*session_, m.version, MigrationStatus::kRollingBack, message);
       } else if (plan.transactional) {
-        (void)UpsertFailed(*session_, m.version, m.name, m.up.checksum, steps,
-                           settings_.applied_by, message);
+        (void)UpsertFailed(*session_, m.version, m.name, m.up.checksum, steps, settings_.applied_by,
+                           message);
       } else {
-        (void)MarkStatus(*session_, m.version, MigrationStatus::kFailed,
-                         message);
+        (void)MarkStatus(*session_, m.version, MigrationStatus::kFailed, message);
       }
     }
-    Say(st.code() == absl::StatusCode::kAborted ? Cat("GAVE UP: ", st.message())
-        : st.code() == absl::StatusCode::kCancelled
-            ? Cat("stopped: ", st.message())
-            : Cat("FAILED: ", st.message()));
+    Say(st.code() == absl::StatusCode::kAborted     ? Cat("GAVE UP: ", st.message())
+        : st.code() == absl::StatusCode::kCancelled ? Cat("stopped: ", st.message())
+                                                    : Cat("FAILED: ", st.message()));
     return absl::Status(st.code(), message);
   }
   if (!plan.transactional) {
-    absl::Status st =
-        rollback ? DeleteState(*session_, m.version)
-                 : MarkApplied(*session_, m.version, m.name, m.up.checksum,
-                               steps, settings_.applied_by);
+    absl::Status st = rollback ? DeleteState(*session_, m.version)
+                               : MarkApplied(*session_, m.version, m.name, m.up.checksum, steps,
+                                             settings_.applied_by);
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
 }
 
-absl::Status ShardRunner::Apply(const Migration& migration,
-                                const MigrationPlan& plan,
+absl::Status ShardRunner::Apply(const Migration& migration, const MigrationPlan& plan,
                                 const StateRow* existing) {
   int first = 0;
   if (existing) {
     if (existing->status == MigrationStatus::kApplied) return absl::OkStatus();
     if (existing->status == MigrationStatus::kRollingBack) {
       return absl::FailedPreconditionError(
-          Cat("the rollback of ", migration.label,
-              " was interrupted; run rollback again"));
+          Cat("the rollback of ", migration.label, " was interrupted; run rollback again"));
     }
     first = plan.transactional
                 ? 0
-                : std::clamp(existing->steps_done, 0,
-                             static_cast<int>(plan.steps.size()));
+                : std::clamp(existing->steps_done, 0, static_cast<int>(plan.steps.size()));
   }
   if (!plan.transactional) {
-    if (auto st = UpsertRunning(
-            *session_, migration.version, migration.name, migration.up.checksum,
-            static_cast<int>(plan.steps.size()), settings_.applied_by);
+    if (auto st = UpsertRunning(*session_, migration.version, migration.name, migration.up.checksum,
+                                static_cast<int>(plan.steps.size()), settings_.applied_by);
         !st.ok()) {
       return st;
     }
@@ -617,23 +549,20 @@ absl::Status ShardRunner::Apply(const Migration& migration,
   return RunSteps(migration, plan, first, /*rollback=*/false, existing);
 }
 
-absl::Status ShardRunner::Rollback(const Migration& migration,
-                                   const MigrationPlan& down,
+absl::Status ShardRunner::Rollback(const Migration& migration, const MigrationPlan& down,
                                    const StateRow& existing) {
   if (!migration.down) {
-    return absl::FailedPreconditionError(
-        Cat(migration.label, " has no down file"));
+    return absl::FailedPreconditionError(Cat(migration.label, " has no down file"));
   }
   int first = 0;
   const StateRow* resume = nullptr;
   if (existing.status == MigrationStatus::kRollingBack) {
     first = down.transactional
                 ? 0
-                : std::clamp(existing.steps_done, 0,
-                             static_cast<int>(down.steps.size()));
+                : std::clamp(existing.steps_done, 0, static_cast<int>(down.steps.size()));
     resume = &existing;
-  } else if (auto st = StartRollback(*session_, migration.version,
-                                     static_cast<int>(down.steps.size()));
+  } else if (auto st =
+                 StartRollback(*session_, migration.version, static_cast<int>(down.steps.size()));
              !st.ok()) {
     return st;
   }

@@ -44,9 +44,8 @@ struct ShardTarget {
 // error (the step failed; recorded as failed).
 class ShardRunner {
  public:
-  ShardRunner(ShardTarget target, const RunSettings& settings,
-              Reporter& reporter, const StopSignal& stop,
-              TrafficCoordinator& coordinator);
+  ShardRunner(ShardTarget target, const RunSettings& settings, Reporter& reporter,
+              const StopSignal& stop, TrafficCoordinator& coordinator);
 
   absl::Status Connect();
   PgSession& session() { return *session_; }
@@ -72,30 +71,23 @@ class ShardRunner {
     std::chrono::steady_clock::time_point step_start;
   };
 
-  absl::Status RunSteps(const Migration& migration, const MigrationPlan& plan,
-                        int first_step, bool rollback,
-                        const StateRow* existing);
-  absl::Status RunStep(const Step& step, const Recorder& record,
-                       const StateRow* existing);
+  absl::Status RunSteps(const Migration& migration, const MigrationPlan& plan, int first_step,
+                        bool rollback, const StateRow* existing);
+  absl::Status RunStep(const Step& step, const Recorder& record, const StateRow* existing);
   // BEGIN; SET LOCAL lock_timeout/statement_timeout; body; COMMIT (ROLLBACK if
   // body fails).
-  absl::Status InTransaction(Duration statement_timeout,
-                             const std::function<absl::Status()>& body);
+  absl::Status InTransaction(Duration statement_timeout, const std::function<absl::Status()>& body);
   absl::Status RunInTransaction(const Step& step, Duration statement_timeout,
                                 const Recorder& record);
   absl::Status RunOutsideTransaction(const Step& step, const Recorder& record);
   absl::Status RunConcurrentIndexStep(const Step& step, const Recorder& record);
-  absl::Status RunBackfill(const Step& step, const Recorder& record,
-                           const StateRow* existing);
+  absl::Status RunBackfill(const Step& step, const Recorder& record, const StateRow* existing);
 
   // Calls `attempt` until it does not fail on a lock (lock_timeout, deadlock),
   // backing off with jitter, until the lock retry deadline.
-  absl::Status WithLockRetry(const Step& step,
-                             const std::function<absl::Status()>& attempt);
-  absl::Status Attempt(const Step& step,
-                       const std::function<absl::Status()>& body);
-  absl::Status SetSessionTimeouts(Duration lock_timeout,
-                                  Duration statement_timeout);
+  absl::Status WithLockRetry(const Step& step, const std::function<absl::Status()>& attempt);
+  absl::Status Attempt(const Step& step, const std::function<absl::Status()>& body);
+  absl::Status SetSessionTimeouts(Duration lock_timeout, Duration statement_timeout);
   // Waits while a replica of this shard lags more than the limit; false if
   // stopped meanwhile.
   bool WaitForReplicas();

@@ -68,10 +68,10 @@ absl::StatusOr<std::vector<std::string>> SnapshotSchema(PgSession& session) {
 SchemaDiff DiffSchemas(const std::vector<std::string>& reference,
                        const std::vector<std::string>& other) {
   SchemaDiff diff;
-  std::set_difference(reference.begin(), reference.end(), other.begin(),
-                      other.end(), std::back_inserter(diff.missing));
-  std::set_difference(other.begin(), other.end(), reference.begin(),
-                      reference.end(), std::back_inserter(diff.extra));
+  std::set_difference(reference.begin(), reference.end(), other.begin(), other.end(),
+                      std::back_inserter(diff.missing));
+  std::set_difference(other.begin(), other.end(), reference.begin(), reference.end(),
+                      std::back_inserter(diff.extra));
   return diff;
 }
 

@@ -29,9 +29,8 @@ std::string_view MigrationStatusName(MigrationStatus status) {
 }
 
 std::optional<MigrationStatus> ParseMigrationStatus(std::string_view name) {
-  for (auto s : {MigrationStatus::kRunning, MigrationStatus::kApplied,
-                 MigrationStatus::kFailed, MigrationStatus::kStopped,
-                 MigrationStatus::kRollingBack}) {
+  for (auto s : {MigrationStatus::kRunning, MigrationStatus::kApplied, MigrationStatus::kFailed,
+                 MigrationStatus::kStopped, MigrationStatus::kRollingBack}) {
     if (MigrationStatusName(s) == name) return s;
   }
   return std::nullopt;
@@ -64,9 +63,7 @@ CREATE TABLE IF NOT EXISTS public.shardyard_migrate_lock (
   expires_at timestamptz NOT NULL
 ))sql";
 
-std::string Seconds(std::chrono::seconds s) {
-  return Cat(s.count(), " seconds");
-}
+std::string Seconds(std::chrono::seconds s) { return Cat(s.count(), " seconds"); }
 
 std::string IsoTime(std::string_view column) {
   return Cat("coalesce(to_char(", column,
@@ -94,8 +91,7 @@ absl::Status EnsureStateTables(PgSession& session) {
 }
 
 absl::StatusOr<std::vector<StateRow>> ReadState(PgSession& session) {
-  auto exists = session.Exec(
-      "SELECT to_regclass('public.shardyard_migrations') IS NOT NULL");
+  auto exists = session.Exec("SELECT to_regclass('public.shardyard_migrations') IS NOT NULL");
   if (!exists.ok()) return exists.status();
   std::vector<StateRow> out;
   if (exists->Text(0, 0) != "t") return out;
@@ -113,8 +109,7 @@ absl::StatusOr<std::vector<StateRow>> ReadState(PgSession& session) {
     (void)ParseInt(rows->Text(r, 0), &row.version);
     row.name = rows->Text(r, 1);
     row.checksum = rows->Text(r, 2);
-    row.status = ParseMigrationStatus(rows->Text(r, 3))
-                     .value_or(MigrationStatus::kFailed);
+    row.status = ParseMigrationStatus(rows->Text(r, 3)).value_or(MigrationStatus::kFailed);
     (void)ParseInt(rows->Text(r, 4), &row.steps_done);
     (void)ParseInt(rows->Text(r, 5), &row.steps_total);
     if (!rows->IsNull(r, 6)) row.backfill_after = rows->Text(r, 6);
@@ -129,107 +124,94 @@ absl::StatusOr<std::vector<StateRow>> ReadState(PgSession& session) {
   return out;
 }
 
-absl::Status UpsertRunning(PgSession& session, int64_t version,
-                           std::string_view name, std::string_view checksum,
-                           int steps_total, std::string_view applied_by) {
+absl::Status UpsertRunning(PgSession& session, int64_t version, std::string_view name,
+                           std::string_view checksum, int steps_total,
+                           std::string_view applied_by) {
   return session
-      .ExecParams(
-          Cat("INSERT INTO ", kStateTable,
-              " (version, name, checksum, status, steps_total, applied_by) "
-              "VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (version) DO "
-              "UPDATE "
-              "SET status = 'running', error = NULL, checksum = "
-              "excluded.checksum, name = excluded.name, "
-              "steps_total = excluded.steps_total, applied_by = "
-              "excluded.applied_by"),
-          {std::to_string(version), std::string(name), std::string(checksum),
-           std::to_string(steps_total), std::string(applied_by)})
+      .ExecParams(Cat("INSERT INTO ", kStateTable,
+                      " (version, name, checksum, status, steps_total, applied_by) "
+                      "VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (version) DO "
+                      "UPDATE "
+                      "SET status = 'running', error = NULL, checksum = "
+                      "excluded.checksum, name = excluded.name, "
+                      "steps_total = excluded.steps_total, applied_by = "
+                      "excluded.applied_by"),
+                  {std::to_string(version), std::string(name), std::string(checksum),
+                   std::to_string(steps_total), std::string(applied_by)})
       .status();
 }
 
-absl::Status RecordStepsDone(PgSession& session, int64_t version,
-                             int steps_done) {
+absl::Status RecordStepsDone(PgSession& session, int64_t version, int steps_done) {
   return session
-      .ExecParams(
-          Cat("UPDATE ", kStateTable,
-              " SET steps_done = $2, backfill_after = NULL WHERE version = $1"),
-          {std::to_string(version), std::to_string(steps_done)})
+      .ExecParams(Cat("UPDATE ", kStateTable,
+                      " SET steps_done = $2, backfill_after = NULL WHERE version = $1"),
+                  {std::to_string(version), std::to_string(steps_done)})
       .status();
 }
 
-absl::Status RecordBackfillBatch(PgSession& session, int64_t version,
-                                 std::string_view after, int64_t rows) {
+absl::Status RecordBackfillBatch(PgSession& session, int64_t version, std::string_view after,
+                                 int64_t rows) {
   return session
-      .ExecParams(
-          Cat("UPDATE ", kStateTable,
-              " SET backfill_after = $2, backfill_rows = backfill_rows + $3 "
-              "WHERE version = $1"),
-          {std::to_string(version), std::string(after), std::to_string(rows)})
+      .ExecParams(Cat("UPDATE ", kStateTable,
+                      " SET backfill_after = $2, backfill_rows = backfill_rows + $3 "
+                      "WHERE version = $1"),
+                  {std::to_string(version), std::string(after), std::to_string(rows)})
       .status();
 }
 
-absl::Status MarkApplied(PgSession& session, int64_t version,
-                         std::string_view name, std::string_view checksum,
-                         int steps_total, std::string_view applied_by) {
+absl::Status MarkApplied(PgSession& session, int64_t version, std::string_view name,
+                         std::string_view checksum, int steps_total, std::string_view applied_by) {
   // started_at stays from the first attempt; for a one-step transactional
   // migration the row appears here for the first time.
   return session
-      .ExecParams(
-          Cat("INSERT INTO ", kStateTable,
-              " AS m (version, name, checksum, status, steps_done, "
-              "steps_total, applied_by, "
-              "started_at, finished_at, duration) VALUES ($1, $2, $3, "
-              "'applied', $4, $4, $5, "
-              "now(), clock_timestamp(), clock_timestamp() - now()) ON "
-              "CONFLICT (version) DO UPDATE SET status = 'applied', "
-              "checksum = excluded.checksum, "
-              "steps_done = $4, error = NULL, backfill_after = NULL, "
-              "finished_at = "
-              "clock_timestamp(), duration = clock_timestamp() - m.started_at"),
-          {std::to_string(version), std::string(name), std::string(checksum),
-           std::to_string(steps_total), std::string(applied_by)})
+      .ExecParams(Cat("INSERT INTO ", kStateTable,
+                      " AS m (version, name, checksum, status, steps_done, "
+                      "steps_total, applied_by, "
+                      "started_at, finished_at, duration) VALUES ($1, $2, $3, "
+                      "'applied', $4, $4, $5, "
+                      "now(), clock_timestamp(), clock_timestamp() - now()) ON "
+                      "CONFLICT (version) DO UPDATE SET status = 'applied', "
+                      "checksum = excluded.checksum, "
+                      "steps_done = $4, error = NULL, backfill_after = NULL, "
+                      "finished_at = "
+                      "clock_timestamp(), duration = clock_timestamp() - m.started_at"),
+                  {std::to_string(version), std::string(name), std::string(checksum),
+                   std::to_string(steps_total), std::string(applied_by)})
       .status();
 }
 
-absl::Status MarkStatus(PgSession& session, int64_t version,
-                        MigrationStatus status, std::string_view error) {
+absl::Status MarkStatus(PgSession& session, int64_t version, MigrationStatus status,
+                        std::string_view error) {
   Param err = error.empty() ? Param() : Param(std::string(error));
   return session
-      .ExecParams(Cat("UPDATE ", kStateTable,
-                      " SET status = $2, error = $3 WHERE version = $1"),
-                  {std::to_string(version),
-                   std::string(MigrationStatusName(status)), err})
+      .ExecParams(Cat("UPDATE ", kStateTable, " SET status = $2, error = $3 WHERE version = $1"),
+                  {std::to_string(version), std::string(MigrationStatusName(status)), err})
       .status();
 }
 
-absl::Status UpsertFailed(PgSession& session, int64_t version,
-                          std::string_view name, std::string_view checksum,
-                          int steps_total, std::string_view applied_by,
+absl::Status UpsertFailed(PgSession& session, int64_t version, std::string_view name,
+                          std::string_view checksum, int steps_total, std::string_view applied_by,
                           std::string_view error) {
   return session
-      .ExecParams(
-          Cat("INSERT INTO ", kStateTable,
-              " (version, name, checksum, status, steps_total, applied_by, "
-              "error, "
-              "finished_at) VALUES ($1, $2, $3, 'failed', $4, $5, $6, now()) "
-              "ON CONFLICT (version) DO UPDATE SET status = 'failed', checksum "
-              "= excluded.checksum, error = "
-              "$6, "
-              "finished_at = now()"),
-          {std::to_string(version), std::string(name), std::string(checksum),
-           std::to_string(steps_total), std::string(applied_by),
-           std::string(error)})
+      .ExecParams(Cat("INSERT INTO ", kStateTable,
+                      " (version, name, checksum, status, steps_total, applied_by, "
+                      "error, "
+                      "finished_at) VALUES ($1, $2, $3, 'failed', $4, $5, $6, now()) "
+                      "ON CONFLICT (version) DO UPDATE SET status = 'failed', checksum "
+                      "= excluded.checksum, error = "
+                      "$6, "
+                      "finished_at = now()"),
+                  {std::to_string(version), std::string(name), std::string(checksum),
+                   std::to_string(steps_total), std::string(applied_by), std::string(error)})
       .status();
 }
 
-absl::Status StartRollback(PgSession& session, int64_t version,
-                           int down_steps) {
+absl::Status StartRollback(PgSession& session, int64_t version, int down_steps) {
   return session
-      .ExecParams(
-          Cat("UPDATE ", kStateTable,
-              " SET status = 'rolling_back', steps_done = 0, steps_total = $2, "
-              "backfill_after = NULL, error = NULL WHERE version = $1"),
-          {std::to_string(version), std::to_string(down_steps)})
+      .ExecParams(Cat("UPDATE ", kStateTable,
+                      " SET status = 'rolling_back', steps_done = 0, steps_total = $2, "
+                      "backfill_after = NULL, error = NULL WHERE version = $1"),
+                  {std::to_string(version), std::to_string(down_steps)})
       .status();
 }
 
@@ -256,18 +238,17 @@ absl::Status AcquireRunnerLock(PgSession& session, const std::string& owner,
                                std::chrono::seconds ttl) {
   std::string stale;  // a holder we may take over: a dead process on this host
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto rows =
-        session.ExecParams(Cat("INSERT INTO ", kLockTable,
-                               " AS l (id, owner, acquired_at, heartbeat_at, "
-                               "expires_at) VALUES (1, $1, now(), "
-                               "now(), now() + $2::interval) ON CONFLICT (id) "
-                               "DO UPDATE SET owner = excluded.owner, "
-                               "acquired_at = excluded.acquired_at, "
-                               "heartbeat_at = now(), expires_at = "
-                               "excluded.expires_at WHERE l.expires_at < now() "
-                               "OR l.owner = excluded.owner OR "
-                               "l.owner = $3 RETURNING owner"),
-                           {owner, Seconds(ttl), stale});
+    auto rows = session.ExecParams(Cat("INSERT INTO ", kLockTable,
+                                       " AS l (id, owner, acquired_at, heartbeat_at, "
+                                       "expires_at) VALUES (1, $1, now(), "
+                                       "now(), now() + $2::interval) ON CONFLICT (id) "
+                                       "DO UPDATE SET owner = excluded.owner, "
+                                       "acquired_at = excluded.acquired_at, "
+                                       "heartbeat_at = now(), expires_at = "
+                                       "excluded.expires_at WHERE l.expires_at < now() "
+                                       "OR l.owner = excluded.owner OR "
+                                       "l.owner = $3 RETURNING owner"),
+                                   {owner, Seconds(ttl), stale});
     if (!rows.ok()) return rows.status();
     if (!rows->empty()) return absl::OkStatus();
     auto holder = ReadRunnerLock(session);
@@ -277,42 +258,36 @@ absl::Status AcquireRunnerLock(PgSession& session, const std::string& owner,
       stale = (*holder)->owner;
       continue;
     }
-    return absl::AbortedError(
-        Cat("another run holds the runner lock (owner ", (*holder)->owner,
-            ", since ", (*holder)->acquired_at, ", expires in ",
-            static_cast<int64_t>((*holder)->expires_in_seconds), "s)"));
+    return absl::AbortedError(Cat("another run holds the runner lock (owner ", (*holder)->owner,
+                                  ", since ", (*holder)->acquired_at, ", expires in ",
+                                  static_cast<int64_t>((*holder)->expires_in_seconds), "s)"));
   }
   return absl::AbortedError("could not take the runner lock");
 }
 
-absl::StatusOr<bool> RenewRunnerLock(PgSession& session,
-                                     const std::string& owner,
+absl::StatusOr<bool> RenewRunnerLock(PgSession& session, const std::string& owner,
                                      std::chrono::seconds ttl) {
-  auto rows =
-      session.ExecParams(Cat("UPDATE ", kLockTable,
-                             " SET heartbeat_at = now(), expires_at = now() + "
-                             "$2::interval WHERE id = 1 AND owner = $1"),
-                         {owner, Seconds(ttl)});
+  auto rows = session.ExecParams(Cat("UPDATE ", kLockTable,
+                                     " SET heartbeat_at = now(), expires_at = now() + "
+                                     "$2::interval WHERE id = 1 AND owner = $1"),
+                                 {owner, Seconds(ttl)});
   if (!rows.ok()) return rows.status();
   return rows->affected == 1;
 }
 
 absl::Status ReleaseRunnerLock(PgSession& session, const std::string& owner) {
   return session
-      .ExecParams(
-          Cat("DELETE FROM ", kLockTable, " WHERE id = 1 AND owner = $1"),
-          {owner})
+      .ExecParams(Cat("DELETE FROM ", kLockTable, " WHERE id = 1 AND owner = $1"), {owner})
       .status();
 }
 
 absl::StatusOr<std::optional<LockRow>> ReadRunnerLock(PgSession& session) {
-  auto exists = session.Exec(
-      "SELECT to_regclass('public.shardyard_migrate_lock') IS NOT NULL");
+  auto exists = session.Exec("SELECT to_regclass('public.shardyard_migrate_lock') IS NOT NULL");
   if (!exists.ok()) return exists.status();
   if (exists->Text(0, 0) != "t") return std::optional<LockRow>();
   auto rows = session.Exec(Cat("SELECT owner, ", IsoTime("acquired_at"),
-                               ", extract(epoch FROM expires_at - now()) FROM ",
-                               kLockTable, " WHERE id = 1"));
+                               ", extract(epoch FROM expires_at - now()) FROM ", kLockTable,
+                               " WHERE id = 1"));
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<LockRow>();
   LockRow lock;
@@ -326,12 +301,9 @@ absl::StatusOr<bool> ClearStaleRunnerLock(PgSession& session) {
   auto lock = ReadRunnerLock(session);
   if (!lock.ok()) return lock.status();
   if (!*lock) return false;
-  if ((*lock)->expires_in_seconds >= 0 &&
-      !OwnerIsDeadLocalProcess((*lock)->owner))
-    return false;
-  auto rows = session.ExecParams(
-      Cat("DELETE FROM ", kLockTable, " WHERE id = 1 AND owner = $1"),
-      {(*lock)->owner});
+  if ((*lock)->expires_in_seconds >= 0 && !OwnerIsDeadLocalProcess((*lock)->owner)) return false;
+  auto rows = session.ExecParams(Cat("DELETE FROM ", kLockTable, " WHERE id = 1 AND owner = $1"),
+                                 {(*lock)->owner});
   if (!rows.ok()) return rows.status();
   return rows->affected == 1;
 }

@@ -17,13 +17,7 @@ namespace shardyard::migrate {
 // running: a runner is on it, or was killed on it (dirty); stopped: left
 // between steps (Ctrl-C, or another shard failed); failed: a step failed;
 // rolling_back: its down file is running.
-enum class MigrationStatus {
-  kRunning,
-  kApplied,
-  kFailed,
-  kStopped,
-  kRollingBack
-};
+enum class MigrationStatus { kRunning, kApplied, kFailed, kStopped, kRollingBack };
 std::string_view MigrationStatusName(MigrationStatus status);
 std::optional<MigrationStatus> ParseMigrationStatus(std::string_view name);
 
@@ -34,8 +28,7 @@ struct StateRow {
   MigrationStatus status = MigrationStatus::kRunning;
   int steps_done = 0;
   int steps_total = 0;
-  std::optional<std::string>
-      backfill_after;  // last key a committed backfill batch covered
+  std::optional<std::string> backfill_after;  // last key a committed backfill batch covered
   int64_t backfill_rows = 0;
   std::string started_at;   // ISO 8601, UTC
   std::string finished_at;  // "" while not finished
@@ -62,23 +55,19 @@ absl::StatusOr<std::vector<StateRow>> ReadState(PgSession& session);
 // The statements below are single statements, so each is its own transaction
 // unless the caller opened one (the runner records a step in the same
 // transaction as the step itself).
-absl::Status UpsertRunning(PgSession& session, int64_t version,
-                           std::string_view name, std::string_view checksum,
-                           int steps_total, std::string_view applied_by);
-absl::Status RecordStepsDone(PgSession& session, int64_t version,
-                             int steps_done);
-absl::Status RecordBackfillBatch(PgSession& session, int64_t version,
-                                 std::string_view after, int64_t rows);
-absl::Status MarkApplied(PgSession& session, int64_t version,
-                         std::string_view name, std::string_view checksum,
-                         int steps_total, std::string_view applied_by);
-absl::Status MarkStatus(PgSession& session, int64_t version,
-                        MigrationStatus status, std::string_view error);
+absl::Status UpsertRunning(PgSession& session, int64_t version, std::string_view name,
+                           std::string_view checksum, int steps_total, std::string_view applied_by);
+absl::Status RecordStepsDone(PgSession& session, int64_t version, int steps_done);
+absl::Status RecordBackfillBatch(PgSession& session, int64_t version, std::string_view after,
+                                 int64_t rows);
+absl::Status MarkApplied(PgSession& session, int64_t version, std::string_view name,
+                         std::string_view checksum, int steps_total, std::string_view applied_by);
+absl::Status MarkStatus(PgSession& session, int64_t version, MigrationStatus status,
+                        std::string_view error);
 // Failed before anything of it was recorded (e.g. a transactional migration
 // rolled back).
-absl::Status UpsertFailed(PgSession& session, int64_t version,
-                          std::string_view name, std::string_view checksum,
-                          int steps_total, std::string_view applied_by,
+absl::Status UpsertFailed(PgSession& session, int64_t version, std::string_view name,
+                          std::string_view checksum, int steps_total, std::string_view applied_by,
                           std::string_view error);
 absl::Status StartRollback(PgSession& session, int64_t version, int down_steps);
 absl::Status DeleteState(PgSession& session, int64_t version);
@@ -93,8 +82,7 @@ std::string MakeLockOwner();
 absl::Status AcquireRunnerLock(PgSession& session, const std::string& owner,
                                std::chrono::seconds ttl);
 // False when the lock is no longer ours (it expired and someone else took it).
-absl::StatusOr<bool> RenewRunnerLock(PgSession& session,
-                                     const std::string& owner,
+absl::StatusOr<bool> RenewRunnerLock(PgSession& session, const std::string& owner,
                                      std::chrono::seconds ttl);
 absl::Status ReleaseRunnerLock(PgSession& session, const std::string& owner);
 absl::StatusOr<std::optional<LockRow>> ReadRunnerLock(PgSession& session);

@@ -107,18 +107,15 @@ class Analyzer {
   static LockMode AlterTableCmdLock(const Node& cmd) {
     std::string_view subtype = cmd["subtype"].Str();
     if (subtype == "AT_SetStatistics" || subtype == "AT_SetOptions" ||
-        subtype == "AT_ResetOptions" || subtype == "AT_ClusterOn" ||
-        subtype == "AT_DropCluster" || subtype == "AT_SetRelOptions" ||
-        subtype == "AT_ResetRelOptions" || subtype == "AT_ValidateConstraint" ||
-        subtype == "AT_AttachPartition") {
+        subtype == "AT_ResetOptions" || subtype == "AT_ClusterOn" || subtype == "AT_DropCluster" ||
+        subtype == "AT_SetRelOptions" || subtype == "AT_ResetRelOptions" ||
+        subtype == "AT_ValidateConstraint" || subtype == "AT_AttachPartition") {
       return LockMode::kShareUpdateExclusive;
     }
-    if (subtype == "AT_DetachPartition" &&
-        cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
+    if (subtype == "AT_DetachPartition" && cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
       return LockMode::kShareUpdateExclusive;
     }
-    if (subtype.starts_with("AT_EnableTrig") ||
-        subtype.starts_with("AT_DisableTrig") ||
+    if (subtype.starts_with("AT_EnableTrig") || subtype.starts_with("AT_DisableTrig") ||
         subtype == "AT_EnableAlwaysTrig" || subtype == "AT_EnableReplicaTrig") {
       return LockMode::kShareRowExclusive;
     }
@@ -147,14 +144,12 @@ class Analyzer {
         if (cmd["def"]["PartitionCmd"]["concurrent"].Bool()) {
           f_->execution = Execution::kOutsideTransaction;
         }
-        Lock(RangeVarName(cmd["def"]["PartitionCmd"]["name"]),
-             LockMode::kAccessExclusive);
+        Lock(RangeVarName(cmd["def"]["PartitionCmd"]["name"]), LockMode::kAccessExclusive);
       }
       // A new column's REFERENCES also locks the referenced table.
       for (const Node& c : cmd["def"]["ColumnDef"]["constraints"].items()) {
         if (c["Constraint"]["contype"].Str() == "CONSTR_FOREIGN") {
-          Lock(RangeVarName(c["Constraint"]["pktable"]),
-               LockMode::kShareRowExclusive);
+          Lock(RangeVarName(c["Constraint"]["pktable"]), LockMode::kShareRowExclusive);
         }
       }
     }
@@ -169,8 +164,7 @@ class Analyzer {
     });
     for (const Node& parent : body["inhRelations"].items()) {
       Lock(RangeVarName(parent["RangeVar"]),
-           body.Has("partbound") ? LockMode::kAccessExclusive
-                                 : LockMode::kShareUpdateExclusive);
+           body.Has("partbound") ? LockMode::kAccessExclusive : LockMode::kShareUpdateExclusive);
     }
   }
 
@@ -179,14 +173,12 @@ class Analyzer {
     std::string_view schema = body["relation"]["schemaname"].Str();
     std::string name(body["idxname"].Str());
     if (!name.empty()) {
-      f_->created_relations.push_back(schema.empty() ? name
-                                                     : Cat(schema, ".", name));
+      f_->created_relations.push_back(schema.empty() ? name : Cat(schema, ".", name));
     }
     if (body["concurrent"].Bool()) {
       Lock(table, LockMode::kShareUpdateExclusive);
       f_->execution = Execution::kCreateIndexConcurrently;
-      f_->index_name =
-          name.empty() || schema.empty() ? name : Cat(schema, ".", name);
+      f_->index_name = name.empty() || schema.empty() ? name : Cat(schema, ".", name);
       f_->index_table = table;
     } else {
       Lock(table, LockMode::kShare);
@@ -197,16 +189,13 @@ class Analyzer {
     std::string_view type = body["removeType"].Str();
     bool concurrent = body["concurrent"].Bool();
     LockMode mode = LockMode::kNone;
-    if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" ||
-        type == "OBJECT_MATVIEW" || type == "OBJECT_SEQUENCE" ||
-        type == "OBJECT_FOREIGN_TABLE") {
+    if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" || type == "OBJECT_MATVIEW" ||
+        type == "OBJECT_SEQUENCE" || type == "OBJECT_FOREIGN_TABLE") {
       mode = LockMode::kAccessExclusive;
     } else if (type == "OBJECT_INDEX") {
       // Also the index's table, whose name the statement does not say.
-      mode = concurrent ? LockMode::kShareUpdateExclusive
-                        : LockMode::kAccessExclusive;
-    } else if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" ||
-               type == "OBJECT_POLICY") {
+      mode = concurrent ? LockMode::kShareUpdateExclusive : LockMode::kAccessExclusive;
+    } else if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" || type == "OBJECT_POLICY") {
       mode = LockMode::kAccessExclusive;
     }
     for (const Node& object : body["objects"].items()) {
@@ -214,8 +203,7 @@ class Analyzer {
       if (mode != LockMode::kNone) {
         // For triggers, rules and policies the list is table..., name: the
         // table is locked.
-        if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" ||
-            type == "OBJECT_POLICY") {
+        if (type == "OBJECT_TRIGGER" || type == "OBJECT_RULE" || type == "OBJECT_POLICY") {
           size_t dot = name.rfind('.');
           name = dot == std::string::npos ? name : name.substr(0, dot);
         }
@@ -223,26 +211,23 @@ class Analyzer {
       }
       if (type == "OBJECT_INDEX" && concurrent) f_->index_name = name;
     }
-    if (type == "OBJECT_INDEX" && concurrent)
-      f_->execution = Execution::kDropIndexConcurrently;
+    if (type == "OBJECT_INDEX" && concurrent) f_->execution = Execution::kDropIndexConcurrently;
   }
 
   void Rename(const Node& body) {
     std::string_view type = body["renameType"].Str();
-    LockMode mode = type == "OBJECT_INDEX" ? LockMode::kShareUpdateExclusive
-                                           : LockMode::kAccessExclusive;
+    LockMode mode =
+        type == "OBJECT_INDEX" ? LockMode::kShareUpdateExclusive : LockMode::kAccessExclusive;
     if (body.Has("relation")) Lock(RangeVarName(body["relation"]), mode);
   }
 
   void Vacuum(const Node& body) {
     bool full = HasDefElem(body["options"], "full");
-    LockMode mode =
-        full ? LockMode::kAccessExclusive : LockMode::kShareUpdateExclusive;
+    LockMode mode = full ? LockMode::kAccessExclusive : LockMode::kShareUpdateExclusive;
     for (const Node& rel : body["rels"].items()) {
       Lock(RangeVarName(rel["VacuumRelation"]["relation"]), mode);
     }
-    if (body["is_vacuumcmd"].Bool())
-      f_->execution = Execution::kOutsideTransaction;
+    if (body["is_vacuumcmd"].Bool()) f_->execution = Execution::kOutsideTransaction;
   }
 
   void Reindex(const Node& body) {
@@ -251,13 +236,11 @@ class Analyzer {
     std::string rel = RangeVarName(body["relation"]);
     if (kind == "REINDEX_OBJECT_INDEX" || kind == "REINDEX_OBJECT_TABLE") {
       Lock(rel, concurrent ? LockMode::kShareUpdateExclusive
-                           : (kind == "REINDEX_OBJECT_INDEX"
-                                  ? LockMode::kAccessExclusive
-                                  : LockMode::kShare));
+                           : (kind == "REINDEX_OBJECT_INDEX" ? LockMode::kAccessExclusive
+                                                             : LockMode::kShare));
     } else {
       f_->locks_unknown = true;  // every table of a schema or database
-      Lock(Cat("(", ToLowerAscii(kind.substr(kind.rfind('_') + 1)), " ",
-               body["name"].Str(), ")"),
+      Lock(Cat("(", ToLowerAscii(kind.substr(kind.rfind('_') + 1)), " ", body["name"].Str(), ")"),
            concurrent ? LockMode::kShareUpdateExclusive : LockMode::kShare);
       f_->execution = Execution::kOutsideTransaction;
     }
@@ -276,8 +259,7 @@ class Analyzer {
     } else if (type == "CreateStmt") {
       CreateTable(body);
     } else if (type == "CreateTableAsStmt") {
-      f_->created_relations.push_back(
-          RangeVarName(body["into"]["IntoClause"]["rel"]));
+      f_->created_relations.push_back(RangeVarName(body["into"]["IntoClause"]["rel"]));
     } else if (type == "ViewStmt") {
       std::string view = RangeVarName(body["view"]);
       if (body["replace"].Bool()) Lock(view, LockMode::kAccessExclusive);
@@ -298,30 +280,25 @@ class Analyzer {
       Lock(RangeVarName(body["relation"]), LockMode::kAccessExclusive);
     } else if (type == "LockStmt") {
       int64_t mode = body["mode"].Int();
-      LockMode m = mode >= 1 && mode <= 8 ? static_cast<LockMode>(mode)
-                                          : LockMode::kAccessExclusive;
-      for (const Node& rel : body["relations"].items())
-        Lock(RangeVarName(rel["RangeVar"]), m);
+      LockMode m =
+          mode >= 1 && mode <= 8 ? static_cast<LockMode>(mode) : LockMode::kAccessExclusive;
+      for (const Node& rel : body["relations"].items()) Lock(RangeVarName(rel["RangeVar"]), m);
     } else if (type == "ReindexStmt") {
       Reindex(body);
     } else if (type == "CreateTrigStmt") {
       Lock(RangeVarName(body["relation"]), LockMode::kShareRowExclusive);
-    } else if (type == "RuleStmt" || type == "CreatePolicyStmt" ||
-               type == "AlterPolicyStmt") {
+    } else if (type == "RuleStmt" || type == "CreatePolicyStmt" || type == "AlterPolicyStmt") {
       Lock(RangeVarName(body[type == "RuleStmt" ? "relation" : "table"]),
            LockMode::kAccessExclusive);
-    } else if (type == "CommentStmt" &&
-               body["objtype"].Str() == "OBJECT_TABLE") {
-      Lock(NameFromList(body["object"]["List"]),
-           LockMode::kShareUpdateExclusive);
-    } else if (type == "InsertStmt" || type == "UpdateStmt" ||
-               type == "DeleteStmt" || type == "MergeStmt") {
+    } else if (type == "CommentStmt" && body["objtype"].Str() == "OBJECT_TABLE") {
+      Lock(NameFromList(body["object"]["List"]), LockMode::kShareUpdateExclusive);
+    } else if (type == "InsertStmt" || type == "UpdateStmt" || type == "DeleteStmt" ||
+               type == "MergeStmt") {
       Lock(RangeVarName(body["relation"]), LockMode::kRowExclusive);
     } else if (type == "TransactionStmt") {
       f_->execution = Execution::kTransactionControl;
-    } else if (type == "CreatedbStmt" || type == "DropdbStmt" ||
-               type == "AlterSystemStmt" || type == "CreateTableSpaceStmt" ||
-               type == "DropTableSpaceStmt") {
+    } else if (type == "CreatedbStmt" || type == "DropdbStmt" || type == "AlterSystemStmt" ||
+               type == "CreateTableSpaceStmt" || type == "DropTableSpaceStmt") {
       f_->execution = Execution::kOutsideTransaction;
     } else if (type == "DoStmt") {
       f_->locks_unknown = true;
@@ -339,8 +316,7 @@ StatementFacts AnalyzeStatement(const sql::Statement& statement) {
   StatementFacts facts;
   facts.summary = OneLine(statement.text);
   Analyzer(&facts).Analyze(statement);
-  for (const RelationLock& l : facts.locks)
-    facts.strongest = std::max(facts.strongest, l.mode);
+  for (const RelationLock& l : facts.locks) facts.strongest = std::max(facts.strongest, l.mode);
   return facts;
 }
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "router/sql_parser.h"
+#include "sql/parser.h"
 
 namespace shardyard::migrate {
 
@@ -27,9 +27,7 @@ enum class LockMode : uint8_t {
 std::string_view LockModeName(LockMode mode);
 // Whether holding or waiting for `mode` stops plain SELECTs (ACCESS SHARE) on
 // the table.
-inline bool BlocksReads(LockMode mode) {
-  return mode == LockMode::kAccessExclusive;
-}
+inline bool BlocksReads(LockMode mode) { return mode == LockMode::kAccessExclusive; }
 // Whether holding or waiting for `mode` stops INSERT/UPDATE/DELETE (ROW
 // EXCLUSIVE).
 inline bool BlocksWrites(LockMode mode) { return mode >= LockMode::kShare; }
@@ -46,23 +44,20 @@ enum class Execution : uint8_t {
   kOutsideTransaction,       // VACUUM, CREATE DATABASE, ...
   kCreateIndexConcurrently,  // outside a transaction; a failure leaves an
                              // INVALID index
-  kDropIndexConcurrently,  // outside a transaction; a failure leaves the index
-                           // INVALID
-  kReindexConcurrently,    // outside a transaction; a failure leaves an INVALID
-                           // *_ccnew index
-  kTransactionControl,     // BEGIN, COMMIT, ...: the runner owns transactions
+  kDropIndexConcurrently,    // outside a transaction; a failure leaves the index
+                             // INVALID
+  kReindexConcurrently,      // outside a transaction; a failure leaves an INVALID
+                             // *_ccnew index
+  kTransactionControl,       // BEGIN, COMMIT, ...: the runner owns transactions
 };
 
 struct StatementFacts {
-  std::string
-      summary;  // the statement on one line, shortened, for plans and logs
+  std::string summary;              // the statement on one line, shortened, for plans and logs
   std::vector<RelationLock> locks;  // relations it locks that may already exist
   LockMode strongest = LockMode::kNone;
-  bool locks_unknown =
-      false;  // e.g. DO blocks: `strongest` is then a conservative guess
+  bool locks_unknown = false;  // e.g. DO blocks: `strongest` is then a conservative guess
   Execution execution = Execution::kAnywhere;
-  std::vector<std::string>
-      created_relations;  // tables, views and indexes it creates
+  std::vector<std::string> created_relations;  // tables, views and indexes it creates
   // For CREATE/DROP/REINDEX INDEX CONCURRENTLY: the index ("" if unnamed) and,
   // for CREATE, its table.
   std::string index_name;

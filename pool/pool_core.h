@@ -125,13 +125,19 @@ class PoolCore {
 
   // Pipelining: the waiter that a server on `home` would go to next, if that waiter is on
   // `home` too. It gets a server still busy with its last request (already counted active).
-  std::optional<Waiter> TakeFollower(int home) {
+  // `can_follow(waiter)`: whether that waiter can take a server still busy with the lead's
+  // request (not every kind of wait knows how to hand it over).
+  template <typename CanFollow>
+  std::optional<Waiter> TakeFollower(int home, CanFollow can_follow) {
     if (!limits_.pipelining || waiters_.empty()) return std::nullopt;
     auto it = PickWaiter(home);
-    if (it->home != home) return std::nullopt;
+    if (it->home != home || !can_follow(it->waiter)) return std::nullopt;
     Waiter w = it->waiter;
     waiters_.erase(it);
     return w;
+  }
+  std::optional<Waiter> TakeFollower(int home) {
+    return TakeFollower(home, [](const Waiter&) { return true; });
   }
 
   // A client is done with a clean, reusable server connection living on `home`.

@@ -19,7 +19,7 @@
 #include "proxy/socket_access.h"
 #include "proxy/spawn.h"
 #include "router/route.h"
-#include "router/session_sql.h"
+#include "sql/session_sql.h"
 #include "wire/auth.h"
 #include "wire/error_response.h"
 
@@ -143,7 +143,7 @@ void ClientSession::Cancel(absl::AnyInvocable<void() &&> done) {
       }
       self->deferred_cancel_ = std::make_unique<absl::AnyInvocable<void() &&>>(std::move(done));
       return;
-    } else if (self->attached_ != nullptr && (self->pending_ready_ > 0 || self->unsynced_)) {
+    } else if (self->attached_ != nullptr && (!self->tx_.Quiet())) {
       ServerConn* server = self->attached_;
       if (server->lead == self.get()) server->lead_cancelled = true;
       if (self->exposure_ != nullptr) self->own_cancel_ = true;  // its 57014 is its own
@@ -171,7 +171,7 @@ void ClientSession::Shutdown(bool immediate) {
 }
 
 void ClientSession::RearmClientTimers() {
-  if (pending_ready_ > 0 || unsynced_ || !logged_in_) return;
+  if (!tx_.Quiet() || !logged_in_) return;
   if (ClientTimer().first.count() > 0) WakeMain();
 }
 
@@ -759,8 +759,7 @@ void ClientSession::NotePrepared(std::string_view name) {
   server_objects_ = true;
   if (watch_ == nullptr) watch_ = std::make_unique<SettingsWatch>();
   std::erase(watch_->closed, name);  // prepared again: it exists (until this transaction ends)
-  if (std::find(watch_->prepared.begin(), watch_->prepared.end(), name) ==
-      watch_->prepared.end()) {
+  if (std::find(watch_->prepared.begin(), watch_->prepared.end(), name) == watch_->prepared.end()) {
     watch_->prepared.emplace_back(name);
   }
 }
@@ -786,15 +785,21 @@ std::optional<std::pair<std::string_view, size_t>> StatementNamed(char type,
 
 bool ClientSession::NamesForeignStatement(char type, std::string_view body,
                                           bool unnamed_parsed) const {
-  if (type != 'B' && type != 'D') return false;  // the usual case, first
+  if (type == 'B') {
+    // The usual Bind: the unnamed portal, of the unnamed statement parsed just before it.
+    if (body.size() >= 2 && body[0] == '\0' && body[1] == '\0') {
+      return !unnamed_parsed && mode_ != config::PoolMode::kSession;
+    }
+  } else if (type != 'D' || body.empty() || body[0] != 'S') {
+    return false;  // not a statement's name (a Describe of a portal, any other message)
+  }
   if (mode_ == config::PoolMode::kSession) return false;
   auto named = StatementNamed(type, body);
   if (!named) return false;
   const std::string_view name = named->first;
   if (name.empty()) return !unnamed_parsed;
-  return watch_ == nullptr ||
-         std::find(watch_->prepared.begin(), watch_->prepared.end(), name) ==
-             watch_->prepared.end();
+  return watch_ == nullptr || std::find(watch_->prepared.begin(), watch_->prepared.end(), name) ==
+                                  watch_->prepared.end();
 }
 
 absl::Status ClientSession::ForeignStatementError(char type, std::string_view body) const {
@@ -851,8 +856,7 @@ std::optional<CloseReason> ClientSession::PendingEnd() const {
   if (client_write_failed_) return CloseReason::kClientIoError;
   if (shutdown_now_) return CloseReason::kClientShutdown;
   if (shutdown_requested_ && attached_ == nullptr) return CloseReason::kClientShutdown;
-  if (shutdown_requested_ && mode_ == config::PoolMode::kSession && pending_ready_ == 0 &&
-      !unsynced_ && server_tx_ == TxStatus::kIdle) {
+  if (shutdown_requested_ && mode_ == config::PoolMode::kSession && tx_.Releasable()) {
     return CloseReason::kClientShutdown;
   }
   return std::nullopt;
@@ -885,7 +889,7 @@ void ClientSession::ArmClientWait() {
 }
 
 bool ClientSession::WaitingOnClient() const {
-  return !in_.empty() || (attached_ != nullptr && (copy_in_ || unsynced_));
+  return !in_.empty() || (attached_ != nullptr && (tx_.copy_in() || tx_.unsynced()));
 }
 
 std::optional<ClientSession::WaitResult> ClientSession::PeekClient() {
@@ -1002,7 +1006,10 @@ bool ClientSession::FastForward() {
 }
 
 bool ClientSession::AttachFast(ServerConn* server, absl::Status status, size_t run) {
-  if (status.ok() && server != nullptr && server->params == params_ && !PendingEnd()) {
+  // run == 0: the input is not for the fast path (a reserved follower's, say, checked only
+  // now). Forwarding nothing would leave it unread in in_ while the client waits for a reply:
+  // the activation takes the server and handles the input.
+  if (run > 0 && status.ok() && server != nullptr && server->params == params_ && !PendingEnd()) {
     AttachTo(server);
     ForwardFast(run);
     return true;
@@ -1024,8 +1031,7 @@ void ClientSession::CountRun(size_t run) {
 }
 
 void ClientSession::ForwardFast(size_t run) {
-  may_lead_ = pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle &&
-              attached_->lead == nullptr && Pipelinable(run);
+  may_lead_ = tx_.Releasable() && attached_->lead == nullptr && Pipelinable(run);
   CountRun(run);
   std::string_view data = in_.data();
   asio::async_write(attached_->socket(), asio::buffer(data.data(), run),
@@ -1044,6 +1050,7 @@ void ClientSession::WaitForServer() {
   waiter.handler = [self = shared_from_this()](ServerConn* server, absl::Status status) {
     self->OnGranted(server, std::move(status));
   };
+  waiter.follows = true;  // OnGranted handles a follow grant
   waiter_ = &waiter;
   pool_->Enqueue(waiter);
 }
@@ -1115,9 +1122,9 @@ bool ClientSession::LeadIfPossible() {
   if (!std::exchange(may_lead_, false)) return false;
   ServerConn* server = attached_;
   if (server == nullptr || !in_.empty() || settings_may_change_ || server_objects_ ||
-      pending_ready_ != 1 ||
-      unsynced_ || skip_ready_ > 0 || exposure_ != nullptr || server->lead != nullptr ||
-      server->follow_grant || server->follower != nullptr || !server->usable()) {
+      tx_.pending_ready() != 1 || tx_.unsynced() || skip_ready_ > 0 || exposure_ != nullptr ||
+      server->lead != nullptr || server->follow_grant || server->follower != nullptr ||
+      !server->usable()) {
     return false;
   }
   server->lead = this;
@@ -1144,10 +1151,7 @@ void ClientSession::Follow(ServerConn* server) {
   may_lead_ = true;  // for when it takes over
   attached_ = server;
   unnamed_parsed_ = false;
-  server_tx_ = TxStatus::kIdle;
-  pending_ready_ = 0;
-  unsynced_ = false;
-  copy_in_ = false;
+  tx_.Restart();
   CountRun(run);
   std::string_view data = in_.data();
   follow_sent_ = true;
@@ -1173,7 +1177,7 @@ void ClientSession::OnFollowSent(const error_code& ec) {
 bool ClientSession::HandOver(ServerConn* server) {
   server->lead = nullptr;
   if (server->follower == nullptr && !server->follow_grant) return false;  // nobody follows
-  server->skip_ready = pending_ready_;  // 0 unless this client left before its reply ended
+  server->skip_ready = tx_.pending_ready();  // 0 unless this client left before its reply ended
   if (server->follower != nullptr) {
     std::shared_ptr<ClientSession> next = std::move(server->follower);
     asio::post(next->executor_, [next, server] { next->TakeOver(server); });
@@ -1229,7 +1233,7 @@ void ClientSession::TakeOver(ServerConn* server) {
     }
     if (!AttachFast(server, absl::OkStatus(), FastRun())) SpawnActivation(WaitResult::kInputRead);
     if (cancel != nullptr) {
-      if (attached_ != nullptr && pending_ready_ > 0 && !following_) {
+      if (attached_ != nullptr && tx_.pending_ready() > 0 && !following_) {
         pool_->ForwardCancel(attached_, std::move(*cancel));
       } else {
         Done(std::move(cancel));
@@ -1293,9 +1297,7 @@ Task<> ClientSession::ResolveExposure(bool at_end) {
     exposure_.reset();
     server->relay_buf.Clear();
     server->relay_scanner.Reset();
-    server_tx_ = TxStatus::kIdle;
-    pending_ready_ = 0;
-    unsynced_ = false;
+    tx_.Restart();
     pump_running_ = false;
     client_paused_ = false;
     ForwardFast(follow_run_);  // consumes the request when written; the pump starts again
@@ -1329,8 +1331,19 @@ size_t ClientSession::FastRun() const {
     if (f.kind == wire::Frame::Kind::kNeedMore) return run;
     if (f.kind == wire::Frame::Kind::kError || !IsForwardable(f.type)) return 0;
     // A statement that is not this client's is never named to the server (ProcessInput).
-    if (f.type == 'P' && !f.body.empty() && f.body[0] == '\0') unnamed_parsed = true;
-    if (NamesForeignStatement(f.type, f.body, unnamed_parsed)) return 0;
+    // (The usual messages are settled inline: this runs for every request.)
+    if (f.type == 'P') {
+      unnamed_parsed |= !f.body.empty() && f.body[0] == '\0';
+    } else if (f.type == 'B') {
+      if (f.body.size() >= 2 && f.body[0] == '\0' && f.body[1] == '\0') {
+        if (!unnamed_parsed && mode_ != config::PoolMode::kSession) return 0;
+      } else if (NamesForeignStatement(f.type, f.body, unnamed_parsed)) {
+        return 0;
+      }
+    } else if (f.type == 'D' && !f.body.empty() && f.body[0] == 'S' &&
+               NamesForeignStatement(f.type, f.body, unnamed_parsed)) {
+      return 0;
+    }
     // COPY data and Flush with no server attached are not forwarded (ProcessInput drops them).
     if (run == 0 && attached_ == nullptr &&
         (f.type == 'd' || f.type == 'c' || f.type == 'f' || f.type == 'H')) {
@@ -1445,8 +1458,8 @@ Task<bool> ClientSession::ProcessInput() {
         const std::string renamed = RenameForeignStatement(type, f.body);
         CountForwarded(type, std::string_view(renamed).substr(5));
         EnsurePump();
-        auto [ec, n] = co_await asio::async_write(attached_->socket(), asio::buffer(renamed),
-                                                  kAwait);
+        auto [ec, n] =
+            co_await asio::async_write(attached_->socket(), asio::buffer(renamed), kAwait);
         if (!ForwardDone(f.size, ec)) co_return true;
         continue;
       }
@@ -1497,24 +1510,13 @@ Task<bool> ClientSession::ProcessInput() {
 }
 
 void ClientSession::CountForwarded(char type, std::string_view body) {
+  tx_.OnForwarded(type);
   switch (type) {
     case 'Q':
-      ++pending_ready_;
+    case 'B':
       WatchSettings(type, body);
       break;
-    case 'F':
-      ++pending_ready_;
-      break;
-    case 'S':
-      ++pending_ready_;
-      unsynced_ = false;
-      break;
-    case 'd':
-    case 'c':
-    case 'f':
-      break;
     case 'P':
-      unsynced_ = true;
       if (!body.empty() && body[0] == '\0') unnamed_parsed_ = true;
       // A session-mode client keeps its server, statements included, until it leaves.
       if (!body.empty() && body[0] != '\0' && mode_ != config::PoolMode::kSession) {
@@ -1522,12 +1524,7 @@ void ClientSession::CountForwarded(char type, std::string_view body) {
       }
       WatchSettings(type, body);
       break;
-    case 'B':
-      unsynced_ = true;
-      WatchSettings(type, body);
-      break;
     default:
-      unsynced_ = true;
       break;
   }
 }
@@ -1553,7 +1550,8 @@ void ClientSession::WatchSettings(char type, std::string_view body) {
 
 void ClientSession::WatchSql(std::string_view sql, const std::string_view* statement) {
   bool changes = false;
-  if (sql::MayChangeSettings(sql)) {  // one cheap pass; the scan itself is rarely needed
+  // Cheap passes; the scan itself is rarely needed.
+  if (sql::MayChangeSettings(sql) || sql::MayPrepare(sql)) {
     const std::string* standard = params_->Get("standard_conforming_strings");
     sql::SessionChanges found =
         sql::ScanSessionChanges(sql, standard == nullptr || *standard == "on");
@@ -1609,10 +1607,7 @@ bool ClientSession::ForwardDone(size_t bytes, const error_code& ec) {
 void ClientSession::AttachTo(ServerConn* server) {
   attached_ = server;
   unnamed_parsed_ = false;
-  server_tx_ = server->tx_status;
-  pending_ready_ = 0;
-  unsynced_ = false;
-  copy_in_ = false;
+  tx_.Restart(server->tx_status);
   server->relay_scanner.Reset();
 }
 
@@ -1727,7 +1722,7 @@ void ClientSession::PumpRelay() {
   wire::BackendScanner& scanner = attached_->relay_scanner;
   if ((settings_may_change_ || server_objects_ || mode_ == config::PoolMode::kStatement) &&
       !scanner.AtBoundary() && handover_at_ == kNoCut && exposure_ == nullptr &&
-      (scanner.PartialType() == 0 || scanner.PartialType() == 'Z') &&
+      (scanner.PartialType() == 0 || scanner.PartialType() == 'Z') && scanner.PartialBytes() < 6 &&
       scanner.PartialBytes() <= chunk.size()) {
     // The chunk ends inside what may be the ReadyForQuery this session must hold back (for the
     // transaction's clean-up, or the statement-mode error): its first bytes must not reach the
@@ -1803,14 +1798,14 @@ void ClientSession::OnPumpWritten(const error_code& ec) {
     WakeMain();
     return PumpStopped();
   }
-  if (shutdown_requested_ && pending_ready_ == 0 && !unsynced_ && server_tx_ == TxStatus::kIdle) {
+  if (shutdown_requested_ && tx_.Releasable()) {
     WakeMain();  // session mode: the transaction is over, the client may go
   }
   RearmClientTimers();
   // Mid-response, after a read that emptied the socket: the server's close may have come with
   // those bytes (a WARNING before an immediate shutdown, say) and left no event to wait for.
   // One read now finds it; in the usual case (whole responses) this path is not taken.
-  PumpNext(/*look_first=*/pump_read_short_ && pending_ready_ > 0);
+  PumpNext(/*look_first=*/pump_read_short_ && tx_.pending_ready() > 0);
 }
 
 void ClientSession::PumpStopped() {
@@ -1824,7 +1819,7 @@ void ClientSession::PumpStopped() {
       // every byte here is this client's.
       if (handover_at_ != kNoCut) {
         buf.Consume(handover_at_);
-      } else if (pending_ready_ > 0) {
+      } else if (tx_.pending_ready() > 0) {
         buf.Clear();
       }
     } else {
@@ -1835,6 +1830,7 @@ void ClientSession::PumpStopped() {
     }
   }
   handover_at_ = kNoCut;
+  held_tail_ = 0;  // the buffer's bytes were dropped above, or are the follower's
   pump_running_ = false;
   if (client_paused_ && !following_ && !stopping_) ResumeClient();  // the session ends
 }
@@ -1842,20 +1838,16 @@ void ClientSession::PumpStopped() {
 void ClientSession::OnServerMessage(char type, std::string_view body, size_t end) {
   switch (type) {
     case 'Z':
-      if (pending_ready_ > 0) --pending_ready_;
-      if (body.size() == 1) {
-        server_tx_ = static_cast<TxStatus>(body[0]);
-        attached_->tx_status = server_tx_;
-      }
-      copy_in_ = false;
-      if ((settings_may_change_ || server_objects_) && pending_ready_ == 0 && !unsynced_ &&
-          server_tx_ == TxStatus::kIdle && server_failed_.ok() && end >= 6) {
+      tx_.OnReadyForQuery(body.size() == 1 ? static_cast<TxStatus>(body[0]) : tx_.status());
+      attached_->tx_status = tx_.status();
+      if ((settings_may_change_ || server_objects_) && tx_.Releasable() && server_failed_.ok() &&
+          end >= 6) {
         read_back_due_ = true;
         cut_at_ = static_cast<uint32_t>(end - 6);
       }
-      if (attached_->lead == this && pending_ready_ == 0 && !unsynced_ &&
+      if (attached_->lead == this && tx_.Quiet() &&
           (attached_->follower != nullptr || attached_->follow_grant)) {
-        if (server_tx_ == TxStatus::kIdle) {
+        if (tx_.status() == TxStatus::kIdle) {
           // The follower's replies come next: the relay stops here and hands the server over.
           handover_at_ = static_cast<uint32_t>(end);
           attached_->relay_scanner.Stop();
@@ -1868,8 +1860,7 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
           if (end >= 6) cut_at_ = static_cast<uint32_t>(end - 6);
         }
       }
-      if (mode_ == config::PoolMode::kStatement && pending_ready_ == 0 && !unsynced_ &&
-          server_tx_ != TxStatus::kIdle && server_failed_.ok()) {
+      if (mode_ == config::PoolMode::kStatement && tx_.IdleInTransaction() && server_failed_.ok()) {
         server_failed_ =
             PgFatalStatus(absl::StatusCode::kFailedPrecondition, sqlstate::kFeatureNotSupported,
                           "transaction blocks not allowed in statement pooling mode");
@@ -1894,7 +1885,7 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
       break;
     }
     case 'G':
-      copy_in_ = true;
+      tx_.OnCopyInResponse();
       break;
     case 'W':
       server_failed_ = Fatal(sqlstate::kFeatureNotSupported,
@@ -1907,9 +1898,8 @@ void ClientSession::OnServerMessage(char type, std::string_view body, size_t end
 }
 
 bool ClientSession::ReadyToRelease() const {
-  return mode_ != config::PoolMode::kSession && pending_ready_ == 0 && !unsynced_ &&
-         server_tx_ == TxStatus::kIdle && attached_->relay_scanner.AtBoundary() &&
-         server_failed_.ok();
+  return mode_ != config::PoolMode::kSession && tx_.Releasable() &&
+         attached_->relay_scanner.AtBoundary() && server_failed_.ok();
 }
 
 void ClientSession::ReleaseServer() {
@@ -1926,9 +1916,8 @@ void ClientSession::ReleaseServer() {
 
 std::pair<Duration, ClientSession::WaitResult> ClientSession::ClientTimer() const {
   if (!logged_in_) return {Duration(0), WaitResult::kIdleTimeout};
-  bool quiet = pending_ready_ == 0 && !unsynced_;
-  bool in_transaction = attached_ != nullptr && quiet && server_tx_ != TxStatus::kIdle;
-  bool idle = attached_ == nullptr || (quiet && server_tx_ == TxStatus::kIdle);
+  bool in_transaction = attached_ != nullptr && tx_.IdleInTransaction();
+  bool idle = attached_ == nullptr || tx_.Releasable();
   if (in_transaction && config_->pool.idle_transaction_timeout.count() > 0) {
     return {config_->pool.idle_transaction_timeout, WaitResult::kIdleTransactionTimeout};
   }
@@ -2091,17 +2080,16 @@ void ClientSession::Close(CloseReason reason, const absl::Status& fatal) {
     if (!server->usable()) {
       pool_->Discard(server, server_failed_.ok() ? CloseReason::kServerResetFailed
                                                  : CloseReason::kServerIoError);
-    } else if (pending_ready_ == 0 && !unsynced_ && !copy_in_ && server_tx_ == TxStatus::kIdle &&
-               mode_ != config::PoolMode::kSession && !settings_may_change_ && !server_objects_ &&
-               !read_back_due_) {
+    } else if (tx_.Releasable() && !tx_.copy_in() && mode_ != config::PoolMode::kSession &&
+               !settings_may_change_ && !server_objects_ && !read_back_due_) {
       pool_->Release(server);
     } else {
       // Settings the client may have changed were never read back, and its prepared statements
       // and cursors never closed: they go with DISCARD ALL.
-      pool_->ResetAndRelease(server, ResetState{pending_ready_, unsynced_, copy_in_,
-                                                settings_may_change_ || server_objects_ ||
-                                                    read_back_due_,
-                                                server->relay_scanner});
+      pool_->ResetAndRelease(server,
+                             ResetState{tx_.pending_ready(), tx_.unsynced(), tx_.copy_in(),
+                                        settings_may_change_ || server_objects_ || read_back_due_,
+                                        server->relay_scanner});
     }
   }
   const bool routine = reason == CloseReason::kClientEof ||

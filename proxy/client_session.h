@@ -16,9 +16,10 @@
 #include "common/peer_address.h"
 #include "config/config.h"
 #include "pool/session_params.h"
+#include "pool/tx_tracker.h"
 #include "proxy/asio.h"
 #include "proxy/pool.h"
-#include "router/session_sql.h"
+#include "sql/session_sql.h"
 #include "wire/backend_scanner.h"
 #include "wire/buffer.h"
 #include "wire/framer.h"
@@ -281,10 +282,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // The server connection in use, and what it still owes.
   ServerConn* attached_ = nullptr;
-  int pending_ready_ = 0;
-  bool unsynced_ = false;
-  bool copy_in_ = false;
-  wire::be::TxStatus server_tx_ = wire::be::TxStatus::kIdle;
+  pool::TxTracker tx_;  // what it owes, where its transaction stands: when it may go back
   bool skip_until_sync_ = false;
 
   // Settings changed beyond a transaction (SET search_path, SET ROLE, set_config(), ...) are not

@@ -165,7 +165,7 @@ bool Pool::PipelineTo(ServerConn* server, int home) {
   if (Outdated(server) || server->close_pending) return false;
   std::unique_lock lock(mu_);
   if (core_.PastLifetime(server->created_at, pool::Clock::now())) return false;
-  std::optional<Waiter*> w = core_.TakeFollower(home);
+  std::optional<Waiter*> w = core_.TakeFollower(home, [](Waiter* w) { return w->follows; });
   lock.unlock();
   if (!w) return false;
   server->follow_grant = true;

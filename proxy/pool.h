@@ -56,6 +56,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
     // Called (outside the pool's lock) when the client has to queue, with the number of
     // clients queued ahead of it: a chance to give back memory it will not need while it waits.
     absl::AnyInvocable<void(int ahead)> on_queued;
+    // Whether `handler` can take a server still busy with another client's request (a follow
+    // grant: ServerConn::follow_grant), and wait for the hand-over. A coroutine's Acquire
+    // cannot: it would use the server at once, beside the lead's pump.
+    bool follows = false;
   };
 
   Pool(std::string name, pool::PoolLimits limits, config::PoolMode mode,

@@ -58,7 +58,8 @@ class Writer {
 };
 
 inline uint32_t LoadBigEndian32(const char* p) {
-  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) | (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
+  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
+         (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
          (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
 }
 

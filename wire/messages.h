@@ -417,8 +417,8 @@ absl::StatusOr<M> Decode(std::string_view body) {
   Reader r(body);
   M m = M::DecodeBody(r);
   if (!r.ok() || !r.AtEnd()) {
-    return absl::InvalidArgumentError(Cat("malformed message of type '",
-                                          M::kType == 0 ? '?' : M::kType, "'"));
+    return absl::InvalidArgumentError(
+        Cat("malformed message of type '", M::kType == 0 ? '?' : M::kType, "'"));
   }
   return m;
 }

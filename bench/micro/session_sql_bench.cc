@@ -1,9 +1,9 @@
 // Microbenchmarks of the check every forwarded Query and Parse passes through in transaction
-// mode: might this SQL change settings beyond its transaction (router/session_sql.h)?
+// mode: might this SQL change settings beyond its transaction (sql/session_sql.h)?
 #include <string_view>
 
 #include "benchmark/benchmark.h"
-#include "router/session_sql.h"
+#include "sql/session_sql.h"
 
 namespace shardyard::sql {
 namespace {

@@ -81,8 +81,8 @@ struct RowDescription10Sample {
   static be::RowDescription Make() {
     be::RowDescription r;
     for (int i = 0; i < 10; ++i) {
-      r.fields.push_back({"column_" + std::to_string(i), 16396, static_cast<int16_t>(i + 1), 25,
-                          -1, -1, 0});
+      r.fields.push_back(
+          {"column_" + std::to_string(i), 16396, static_cast<int16_t>(i + 1), 25, -1, -1, 0});
     }
     return r;
   }
@@ -107,14 +107,10 @@ struct ReadyForQuerySample {
 struct ErrorResponseSample {
   static be::ErrorResponse Make() {
     be::ErrorResponse e;
-    e.fields = {{'S', "ERROR"},
-                {'V', "ERROR"},
-                {'C', "42P01"},
-                {'M', "relation \"pgbench_acounts\" does not exist"},
-                {'P', "15"},
-                {'F', "parse_relation.c"},
-                {'L', "1392"},
-                {'R', "parserOpenTable"}};
+    e.fields = {{'S', "ERROR"}, {'V', "ERROR"},
+                {'C', "42P01"}, {'M', "relation \"pgbench_acounts\" does not exist"},
+                {'P', "15"},    {'F', "parse_relation.c"},
+                {'L', "1392"},  {'R', "parserOpenTable"}};
     return e;
   }
 };
@@ -144,7 +140,7 @@ void BM_Decode(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * encoded.size()));
 }
 
-#define SY_CODEC_BENCH(Sample)                         \
+#define SY_CODEC_BENCH(Sample)                                    \
   BENCHMARK_TEMPLATE(BM_Encode, Sample)->Name("Encode/" #Sample); \
   BENCHMARK_TEMPLATE(BM_Decode, Sample)->Name("Decode/" #Sample)
 

@@ -130,7 +130,8 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::StartReplica(const PgServer&
   for (int attempt = 0; attempt < 5; ++attempt) {
     s->port_ = FreePort();
     std::string conf = Cat("\nport = ", s->port_, "\n");
-    if (auto st = WriteFile(s->data_dir_ + "/postgresql.auto.conf", conf, true); !st.ok()) return st;
+    if (auto st = WriteFile(s->data_dir_ + "/postgresql.auto.conf", conf, true); !st.ok())
+      return st;
     if (s->StartProcess().ok()) return s;
   }
   return absl::InternalError("replica did not start");

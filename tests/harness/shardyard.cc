@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<Shardyard>> Shardyard::Start(const std::string& y
     std::ofstream out(s->config_path_);
     out << yaml;
   }
-  auto daemon = Daemon::Start({ShardyardBinary(), "--config", s->config_path_},
-                              s->dir_ + "/shardyard.log");
+  auto daemon =
+      Daemon::Start({ShardyardBinary(), "--config", s->config_path_}, s->dir_ + "/shardyard.log");
   if (!daemon.ok()) return daemon.status();
   s->daemon_ = *std::move(daemon);
   std::regex listening("listening on [0-9.]+:([0-9]+)");
@@ -52,8 +52,8 @@ Shardyard::~Shardyard() {
 
 std::string Shardyard::ConnInfo(const std::string& dbname, const std::string& user,
                                 const std::string& password, const std::string& extra) const {
-  std::string s = Cat("host=127.0.0.1 port=", port_, " dbname=", dbname, " user=", user,
-                      " connect_timeout=10");
+  std::string s =
+      Cat("host=127.0.0.1 port=", port_, " dbname=", dbname, " user=", user, " connect_timeout=10");
   if (!password.empty()) Append(&s, " password=", password);
   if (!extra.empty()) Append(&s, " ", extra);
   return s;
@@ -67,8 +67,8 @@ absl::Status Shardyard::Reload(const std::string& yaml) {
   auto count = [this] {
     std::string log = daemon_->Log();
     int n = 0;
-    for (std::string_view needle : {"SIGHUP: configuration reloaded",
-                                    "keeping the current configuration"}) {
+    for (std::string_view needle :
+         {"SIGHUP: configuration reloaded", "keeping the current configuration"}) {
       for (size_t at = 0; (at = log.find(needle, at)) != std::string::npos; ++at) ++n;
     }
     return n;
@@ -102,10 +102,10 @@ absl::StatusOr<std::unique_ptr<PgServer>> StartAppServer(PgServer::Options optio
   if (!pg.ok()) return pg.status();
   if (auto st = (*pg)->CreateUser("app", "secret"); !st.ok()) return st;
   if (auto st = (*pg)->CreateDatabase("app", "app"); !st.ok()) return st;
-  if (auto st = (*pg)->ExecSuper(
-          "SET ROLE app; CREATE TABLE items(id int PRIMARY KEY, v text); "
-          "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g",
-          "app");
+  if (auto st =
+          (*pg)->ExecSuper("SET ROLE app; CREATE TABLE items(id int PRIMARY KEY, v text); "
+                           "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g",
+                           "app");
       !st.ok()) {
     return st;
   }

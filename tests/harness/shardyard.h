@@ -41,10 +41,10 @@ class Shardyard {
 
 // Options for the standard test config; fields are YAML fragments.
 struct ConfigOptions {
-  std::string pool;         // lines under "pool:", each indented two spaces
-  std::string top;          // extra top-level lines (e.g. "auth_type: md5\n")
-  std::string users;        // replaces the default users list (lines under "users:")
-  std::string databases;    // replaces the default databases list (lines under "databases:")
+  std::string pool;       // lines under "pool:", each indented two spaces
+  std::string top;        // extra top-level lines (e.g. "auth_type: md5\n")
+  std::string users;      // replaces the default users list (lines under "users:")
+  std::string databases;  // replaces the default databases list (lines under "databases:")
   int workers = 2;
   std::string log_level = "info";
 };

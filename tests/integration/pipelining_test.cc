@@ -3,6 +3,7 @@
 // its departure, a transaction it opens) never reaches the client behind.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -267,6 +268,22 @@ TEST_F(PipeliningTest, OffMeansEveryClientWaitsForAnIdleServer) {
   EXPECT_EQ(Await(first.get()).value, "first");
   EXPECT_EQ(Await(second.get()).value, "second");
   EXPECT_EQ(PipelinedRequests(), 0);
+}
+
+// A request longer than a read block waits for a server in an activation coroutine, not on
+// the fast path. Such a wait must never be granted a server still running the lead's statement
+// (a follow grant): the coroutine would use it at once, and the request was never answered.
+TEST_F(PipeliningTest, ALongRequestQueuedBehindALeadRunsOnceTheLeadIsDone) {
+  StartOne();
+  const std::string padding(20000, ' ');
+  Queue q = LeadAndFollow("SELECT pg_sleep(0.2), 'lead'", "SELECT 'follower'" + padding);
+  Outcome lead = Await(q.lead.get());
+  EXPECT_EQ(lead.state, "");
+  auto done = std::async(std::launch::async, [&] { return Await(q.follower.get()); });
+  ASSERT_EQ(done.wait_for(10s), std::future_status::ready) << "the follower's request never ran";
+  Outcome follower = done.get();
+  EXPECT_EQ(follower.state, "");
+  EXPECT_EQ(follower.value, "follower");
 }
 
 }  // namespace

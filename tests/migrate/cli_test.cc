@@ -52,8 +52,7 @@ TEST(CommandLineTest, ParsesOptionsInAnyOrder) {
   EXPECT_EQ(o->canary, 2);
   EXPECT_EQ(o->parallel, 3);
   EXPECT_TRUE(o->dry_run);
-  EXPECT_EQ(o->allow,
-            (std::vector<std::string>{"drop-column", "rename-table"}));
+  EXPECT_EQ(o->allow, (std::vector<std::string>{"drop-column", "rename-table"}));
   EXPECT_EQ(o->lock_timeout, std::chrono::milliseconds(500));
   EXPECT_EQ(o->lock_retry_deadline, std::chrono::seconds(30));
 }
@@ -110,8 +109,7 @@ TEST(FleetTest, CanaryRunsAloneFirstThenTheRest) {
   ASSERT_EQ(started.size(), 4u);
   EXPECT_EQ(started[0], 0);
   EXPECT_EQ(ExitCodeFor(outcomes), kExitDone);
-  for (size_t i = 0; i < outcomes.size(); ++i)
-    EXPECT_EQ(outcomes[i].shard, static_cast<int>(i));
+  for (size_t i = 0; i < outcomes.size(); ++i) EXPECT_EQ(outcomes[i].shard, static_cast<int>(i));
 }
 
 TEST(FleetTest, CanaryFailureStartsNoOtherShard) {
@@ -137,8 +135,7 @@ TEST(FleetTest, FailureStopsNewShardsOneAtATime) {
       FleetOrder{{0, 1, 2, 3}, 1, 1},
       [&](int shard) {
         ran.push_back(shard);
-        return Outcome(shard,
-                       shard == 1 ? ShardResult::kFailed : ShardResult::kDone);
+        return Outcome(shard, shard == 1 ? ShardResult::kFailed : ShardResult::kDone);
       },
       stop);
   EXPECT_EQ(ran, (std::vector<int>{0, 1}));
@@ -163,10 +160,8 @@ TEST(FleetTest, FailureInABatchLetsTheRestOfTheBatchRunAndStartsNoMore) {
           if (shard == 0) return Outcome(shard, ShardResult::kFailed);
           // Still in flight when the failure is recorded (a bounded wait, so
           // that a broken fleet fails the test instead of hanging it).
-          auto deadline =
-              std::chrono::steady_clock::now() + std::chrono::seconds(10);
-          while (!stop.fleet_failed() &&
-                 std::chrono::steady_clock::now() < deadline) {
+          auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (!stop.fleet_failed() && std::chrono::steady_clock::now() < deadline) {
             std::this_thread::yield();
           }
           return Outcome(shard, ShardResult::kDone);
@@ -188,14 +183,11 @@ TEST(FleetTest, ExitCodes) {
     for (ShardResult r : results) out.push_back(Outcome(0, r));
     return out;
   };
-  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kDone})),
-            kExitDone);
-  EXPECT_EQ(
-      ExitCodeFor(make({ShardResult::kDone, ShardResult::kGaveUp,
-                        ShardResult::kStopped, ShardResult::kNotStarted})),
-      kExitLockContention);
-  EXPECT_EQ(ExitCodeFor(make({ShardResult::kGaveUp, ShardResult::kFailed})),
-            kExitFailed);
+  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kDone})), kExitDone);
+  EXPECT_EQ(ExitCodeFor(make({ShardResult::kDone, ShardResult::kGaveUp, ShardResult::kStopped,
+                              ShardResult::kNotStarted})),
+            kExitLockContention);
+  EXPECT_EQ(ExitCodeFor(make({ShardResult::kGaveUp, ShardResult::kFailed})), kExitFailed);
   EXPECT_EQ(ExitCodeFor(make({ShardResult::kStopped})), kExitFailed);
 }
 

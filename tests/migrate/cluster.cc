@@ -9,8 +9,7 @@
 
 namespace shardyard::migrate::testing {
 
-absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(
-    const Options& options) {
+absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(const Options& options) {
   std::unique_ptr<Cluster> c(new Cluster());
   // One at a time: the harness forks (initdb, pg_ctl) and looks up the postgres
   // user, which is not safe to do from several threads at once (a child can
@@ -33,8 +32,7 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(
     if (!replica.ok()) return replica.status();
     c->replica_ = std::move(*replica);
   }
-  c->work_dir_ =
-      shardyard::testing::MakeTempDir("sy-migrate", /*for_postgres=*/false);
+  c->work_dir_ = shardyard::testing::MakeTempDir("sy-migrate", /*for_postgres=*/false);
   c->migrations_dir_ = c->work_dir_ + "/migrations";
   c->config_path_ = c->work_dir_ + "/shardyard.yaml";
   std::string yaml =
@@ -47,12 +45,10 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(
       "    server_database: appdb\n"
       "    shards:\n";
   for (size_t i = 0; i < c->servers_.size(); ++i) {
-    Append(&yaml,
-           "      - primary: {host: 127.0.0.1, port: ", c->servers_[i]->port(),
-           "}\n");
+    Append(&yaml, "      - primary: {host: 127.0.0.1, port: ", c->servers_[i]->port(), "}\n");
     if (i == 0 && c->replica_) {
-      Append(&yaml, "        replicas:\n          - {host: 127.0.0.1, port: ",
-             c->replica_->port(), "}\n");
+      Append(&yaml, "        replicas:\n          - {host: 127.0.0.1, port: ", c->replica_->port(),
+             "}\n");
     }
   }
   std::ofstream(c->config_path_) << yaml;
@@ -66,17 +62,14 @@ Cluster::~Cluster() {
   if (!work_dir_.empty()) shardyard::testing::RemoveTree(work_dir_);
 }
 
-void Cluster::WriteMigration(const std::string& file,
-                             const std::string& text) const {
+void Cluster::WriteMigration(const std::string& file, const std::string& text) const {
   std::ofstream(migrations_dir_ + "/" + file) << text;
 }
 
-std::vector<std::string> Cluster::MigrateArgv(
-    const std::vector<std::string>& args) const {
-  std::vector<std::string> argv = {
-      SHARDYARD_MIGRATE_BIN, "--config", config_path_,
-      "--database",          "app",      "--dir",
-      migrations_dir_};
+std::vector<std::string> Cluster::MigrateArgv(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {SHARDYARD_MIGRATE_BIN, "--config", config_path_,
+                                   "--database",          "app",      "--dir",
+                                   migrations_dir_};
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
@@ -113,8 +106,7 @@ std::string Cluster::Value(int shard, const std::string& sql) const {
 }
 
 double MillisSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now() - start)
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
 

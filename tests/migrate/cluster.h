@@ -21,8 +21,7 @@ class Cluster {
  public:
   struct Options {
     int shards = 4;
-    bool replica_of_shard0 =
-        false;  // adds a streaming replica to shard 0 in the config
+    bool replica_of_shard0 = false;  // adds a streaming replica to shard 0 in the config
   };
   static absl::StatusOr<std::unique_ptr<Cluster>> Start(const Options& options);
   ~Cluster();
@@ -39,10 +38,9 @@ class Cluster {
   void WriteMigration(const std::string& file, const std::string& text) const;
   // Runs shardyard-migrate with --config, --database and --dir set.
   CommandResult Migrate(const std::vector<std::string>& args) const;
-  std::vector<std::string> MigrateArgv(
-      const std::vector<std::string>& args) const;
-  absl::StatusOr<std::unique_ptr<Daemon>> MigrateInBackground(
-      const std::vector<std::string>& args, const std::string& log_name) const;
+  std::vector<std::string> MigrateArgv(const std::vector<std::string>& args) const;
+  absl::StatusOr<std::unique_ptr<Daemon>> MigrateInBackground(const std::vector<std::string>& args,
+                                                              const std::string& log_name) const;
 
   absl::StatusOr<PgConn> Connect(int shard) const;
   // Runs SQL on one shard (or all) as the superuser in the app database.

@@ -22,8 +22,7 @@ std::string ReadAll(const std::filesystem::path& path) {
 
 std::vector<std::filesystem::path> Cases() {
   std::vector<std::filesystem::path> out;
-  for (const auto& e :
-       std::filesystem::directory_iterator(SHARDYARD_LINT_CASES_DIR)) {
+  for (const auto& e : std::filesystem::directory_iterator(SHARDYARD_LINT_CASES_DIR)) {
     if (e.path().extension() == ".sql") out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
@@ -38,8 +37,7 @@ std::string Render(const Script& script) {
   std::string out;
   for (const Finding& f : all) {
     bool allowed = std::find(bad.begin(), bad.end(), f) == bad.end();
-    out += std::to_string(f.line) + " " + f.rule + (allowed ? " allowed" : "") +
-           "\n";
+    out += std::to_string(f.line) + " " + f.rule + (allowed ? " allowed" : "") + "\n";
   }
   return out;
 }
@@ -66,8 +64,7 @@ TEST(LintGoldenTest, EveryRuleHasAGoldenCase) {
     for (const Finding& f : Lint(*script)) seen.insert(f.rule);
   }
   for (const LintRule& rule : LintRules()) {
-    EXPECT_TRUE(seen.contains(std::string(rule.name)))
-        << rule.name << " has no golden case";
+    EXPECT_TRUE(seen.contains(std::string(rule.name))) << rule.name << " has no golden case";
   }
 }
 
@@ -83,13 +80,12 @@ TEST(LintTest, EveryFindingNamesASafeAlternative) {
 }
 
 TEST(LintTest, SetNotNullIsSafeAfterACheckValidatedInAnEarlierMigration) {
-  auto earlier = ParseScriptText(
-      "0001.sql",
-      "-- shardyard: no-transaction\n"
-      "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;\n"
-      "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn;\n");
-  auto later = ParseScriptText("0002.sql",
-                               "ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n");
+  auto earlier =
+      ParseScriptText("0001.sql",
+                      "-- shardyard: no-transaction\n"
+                      "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;\n"
+                      "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn;\n");
+  auto later = ParseScriptText("0002.sql", "ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n");
   ASSERT_TRUE(earlier.ok() && later.ok());
   EXPECT_TRUE(Lint(*later, {&*earlier}).empty());
   EXPECT_EQ(Lint(*later).size(), 1u);

@@ -13,10 +13,8 @@ namespace {
 using std::chrono::milliseconds;
 
 TEST(FileNameTest, ParsesUpAndDownFiles) {
-  EXPECT_EQ(ParseFileName("0007_add_orders.sql"),
-            (FileName{7, "add_orders", false}));
-  EXPECT_EQ(ParseFileName("0007_add_orders.down.sql"),
-            (FileName{7, "add_orders", true}));
+  EXPECT_EQ(ParseFileName("0007_add_orders.sql"), (FileName{7, "add_orders", false}));
+  EXPECT_EQ(ParseFileName("0007_add_orders.down.sql"), (FileName{7, "add_orders", true}));
   EXPECT_EQ(ParseFileName("12_x-y.sql"), (FileName{12, "x-y", false}));
 }
 
@@ -44,10 +42,8 @@ TEST(DirectivesTest, ReadsEveryDirective) {
   EXPECT_EQ(d->lock_timeout, milliseconds(500));
   EXPECT_EQ(d->statement_timeout, std::chrono::hours(1));
   ASSERT_TRUE(d->backfill);
-  EXPECT_EQ(*d->backfill,
-            (BackfillDirective{"orders", "id", 5000, milliseconds(20)}));
-  EXPECT_EQ(d->allow,
-            (std::vector<std::string>{"drop-column", "rename-column"}));
+  EXPECT_EQ(*d->backfill, (BackfillDirective{"orders", "id", 5000, milliseconds(20)}));
+  EXPECT_EQ(d->allow, (std::vector<std::string>{"drop-column", "rename-column"}));
 }
 
 TEST(DirectivesTest, DefaultsWhenAbsent) {
@@ -67,30 +63,24 @@ TEST(DirectivesTest, ErrorsNameTheLine) {
   auto unknown = ParseDirectives("-- x\n-- shardyard: no-transactions\n");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("line 2"), std::string::npos);
-  EXPECT_NE(unknown.status().message().find("unknown directive"),
-            std::string::npos);
+  EXPECT_NE(unknown.status().message().find("unknown directive"), std::string::npos);
 
   EXPECT_FALSE(ParseDirectives("-- shardyard: lock-timeout soon\n").ok());
   EXPECT_FALSE(ParseDirectives("-- shardyard: no-transaction please\n").ok());
   EXPECT_FALSE(ParseDirectives("-- shardyard: backfill table=t\n").ok());
-  EXPECT_FALSE(
-      ParseDirectives("-- shardyard: backfill table=t key=id batch=0\n").ok());
-  EXPECT_FALSE(
-      ParseDirectives("-- shardyard: backfill table=t key=id color=red\n")
-          .ok());
+  EXPECT_FALSE(ParseDirectives("-- shardyard: backfill table=t key=id batch=0\n").ok());
+  EXPECT_FALSE(ParseDirectives("-- shardyard: backfill table=t key=id color=red\n").ok());
   EXPECT_FALSE(ParseDirectives("-- shardyard: allow\n").ok());
 }
 
 TEST(DirectivesTest, DirectiveAfterTheFirstStatementIsAnError) {
   auto d = ParseDirectives("SELECT 1;\n-- shardyard: no-transaction\n");
   ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("before the first statement"),
-            std::string::npos);
+  EXPECT_NE(d.status().message().find("before the first statement"), std::string::npos);
 }
 
 TEST(ChecksumTest, IsSha256OfTheBytes) {
-  EXPECT_EQ(Checksum(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Checksum(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_NE(Checksum("SELECT 1;\n"), Checksum("SELECT 1; \n"));
 }
 
@@ -104,11 +94,9 @@ TEST(ScriptTest, SyntaxErrorNamesFileLineAndColumn) {
 class DirectoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ =
-        std::filesystem::temp_directory_path() /
-        ("sy-migrate-dir-" +
-         std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-         "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sy-migrate-dir-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+            "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -149,8 +137,7 @@ TEST_F(DirectoryTest, RejectsBadNamesDuplicatesAndOrphanDownFiles) {
 }
 
 TEST_F(DirectoryTest, MissingDirectoryIsNotFound) {
-  EXPECT_EQ(ReadDirectory((dir_ / "nope").string()).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadDirectory((dir_ / "nope").string()).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(DirectoryTest, NewCreatesTheNextVersionWithATemplateThatParses) {

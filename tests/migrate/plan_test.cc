@@ -20,8 +20,7 @@ StatementFacts Facts(const std::string& sql) {
 }
 
 TEST(StatementFactsTest, LockLevelsFollowPostgresDocs) {
-  EXPECT_EQ(Facts("ALTER TABLE t ADD COLUMN a int").strongest,
-            LockMode::kAccessExclusive);
+  EXPECT_EQ(Facts("ALTER TABLE t ADD COLUMN a int").strongest, LockMode::kAccessExclusive);
   EXPECT_EQ(Facts("ALTER TABLE t VALIDATE CONSTRAINT c").strongest,
             LockMode::kShareUpdateExclusive);
   EXPECT_EQ(Facts("ALTER TABLE t SET (fillfactor = 70)").strongest,
@@ -30,8 +29,7 @@ TEST(StatementFactsTest, LockLevelsFollowPostgresDocs) {
   EXPECT_EQ(Facts("CREATE INDEX CONCURRENTLY i ON t (a)").strongest,
             LockMode::kShareUpdateExclusive);
   EXPECT_EQ(Facts("DROP INDEX i").strongest, LockMode::kAccessExclusive);
-  EXPECT_EQ(Facts("DROP INDEX CONCURRENTLY i").strongest,
-            LockMode::kShareUpdateExclusive);
+  EXPECT_EQ(Facts("DROP INDEX CONCURRENTLY i").strongest, LockMode::kShareUpdateExclusive);
   EXPECT_EQ(Facts("VACUUM FULL t").strongest, LockMode::kAccessExclusive);
   EXPECT_EQ(Facts("VACUUM t").strongest, LockMode::kShareUpdateExclusive);
   EXPECT_EQ(Facts("LOCK TABLE t IN SHARE MODE").strongest, LockMode::kShare);
@@ -42,31 +40,24 @@ TEST(StatementFactsTest, LockLevelsFollowPostgresDocs) {
                 .strongest,
             LockMode::kShareRowExclusive);
   EXPECT_EQ(Facts("CREATE TABLE n (id int)").strongest, LockMode::kNone);
-  EXPECT_EQ(Facts("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-                .strongest,
+  EXPECT_EQ(Facts("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").strongest,
             LockMode::kNone);
 }
 
 TEST(StatementFactsTest, ForeignKeyLocksBothTables) {
-  StatementFacts f = Facts(
-      "ALTER TABLE s.orders ADD FOREIGN KEY (c) REFERENCES customers (id)");
+  StatementFacts f = Facts("ALTER TABLE s.orders ADD FOREIGN KEY (c) REFERENCES customers (id)");
   ASSERT_EQ(f.locks.size(), 2u);
-  EXPECT_EQ(f.locks[0],
-            (RelationLock{"s.orders", LockMode::kShareRowExclusive}));
-  EXPECT_EQ(f.locks[1],
-            (RelationLock{"customers", LockMode::kShareRowExclusive}));
+  EXPECT_EQ(f.locks[0], (RelationLock{"s.orders", LockMode::kShareRowExclusive}));
+  EXPECT_EQ(f.locks[1], (RelationLock{"customers", LockMode::kShareRowExclusive}));
 }
 
 TEST(StatementFactsTest, ExecutionModes) {
-  StatementFacts cic =
-      Facts("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (a)");
+  StatementFacts cic = Facts("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (a)");
   EXPECT_EQ(cic.execution, Execution::kCreateIndexConcurrently);
   EXPECT_EQ(cic.index_name, "s.i");
   EXPECT_EQ(cic.index_table, "s.t");
-  EXPECT_EQ(Facts("DROP INDEX CONCURRENTLY i").execution,
-            Execution::kDropIndexConcurrently);
-  EXPECT_EQ(Facts("REINDEX INDEX CONCURRENTLY i").execution,
-            Execution::kReindexConcurrently);
+  EXPECT_EQ(Facts("DROP INDEX CONCURRENTLY i").execution, Execution::kDropIndexConcurrently);
+  EXPECT_EQ(Facts("REINDEX INDEX CONCURRENTLY i").execution, Execution::kReindexConcurrently);
   EXPECT_EQ(Facts("VACUUM t").execution, Execution::kOutsideTransaction);
   EXPECT_EQ(Facts("ANALYZE t").execution, Execution::kAnywhere);
   EXPECT_EQ(Facts("BEGIN").execution, Execution::kTransactionControl);
@@ -81,8 +72,7 @@ TEST(StatementFactsTest, SameRelationIgnoresAMissingSchema) {
 }
 
 TEST(PlanTest, TransactionalMigrationIsOneStepWithTheStrongestLock) {
-  auto plan = PlanScript(
-      Parse("CREATE TABLE n (id int);\nALTER TABLE t ADD COLUMN a int;\n"), {});
+  auto plan = PlanScript(Parse("CREATE TABLE n (id int);\nALTER TABLE t ADD COLUMN a int;\n"), {});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(plan->transactional);
   ASSERT_EQ(plan->steps.size(), 1u);
@@ -126,17 +116,15 @@ TEST(PlanTest, ConcurrentStepsHaveNoStatementTimeoutUnlessAsked) {
 }
 
 TEST(PlanTest, BackfillAddsTheKeyRangeToAnUpdateWithoutWhere) {
-  auto plan =
-      PlanScript(Parse("-- shardyard: backfill table=orders key=id batch=10\n"
-                       "ALTER TABLE orders ADD COLUMN c bigint;\n"
-                       "UPDATE orders SET c = total * 100;\n"),
-                 {});
+  auto plan = PlanScript(Parse("-- shardyard: backfill table=orders key=id batch=10\n"
+                               "ALTER TABLE orders ADD COLUMN c bigint;\n"
+                               "UPDATE orders SET c = total * 100;\n"),
+                         {});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_FALSE(plan->transactional);
   ASSERT_EQ(plan->steps.size(), 2u);
   EXPECT_EQ(plan->steps[1].kind, StepKind::kBackfill);
-  EXPECT_EQ(plan->steps[1].sql[0],
-            "UPDATE orders SET c = total * 100 WHERE id BETWEEN $1 AND $2");
+  EXPECT_EQ(plan->steps[1].sql[0], "UPDATE orders SET c = total * 100 WHERE id BETWEEN $1 AND $2");
   EXPECT_EQ(plan->steps[1].backfill->batch, 10);
 }
 
@@ -159,13 +147,8 @@ TEST(PlanTest, BackfillErrors) {
                                 "UPDATE other SET c = 1;\n"),
                           {})
                    .ok());
-  EXPECT_FALSE(
-      PlanScript(Parse("-- shardyard: no-transaction\nUPDATE t SET c = $1;\n"),
-                 {})
-          .ok());
-  EXPECT_FALSE(
-      PlanScript(Parse("-- shardyard: no-transaction\nBEGIN;\nCOMMIT;\n"), {})
-          .ok());
+  EXPECT_FALSE(PlanScript(Parse("-- shardyard: no-transaction\nUPDATE t SET c = $1;\n"), {}).ok());
+  EXPECT_FALSE(PlanScript(Parse("-- shardyard: no-transaction\nBEGIN;\nCOMMIT;\n"), {}).ok());
 }
 
 TEST(PlanTest, EmptyScripts) {

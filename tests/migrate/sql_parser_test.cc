@@ -1,8 +1,8 @@
 // Unit tests for the parser adapter (router/sql_parser) and the generic tree's
 // JSON reader.
-#include "router/sql_parser.h"
-
 #include <gtest/gtest.h>
+
+#include "sql/parser.h"
 
 namespace shardyard::sql {
 namespace {
@@ -41,10 +41,8 @@ TEST(SqlParserTest, TreeUsesPostgresNodeNames) {
 TEST(SqlParserTest, SyntaxErrorsGiveLineAndColumn) {
   auto statements = ParseScript("SELECT 1;\nSELEC 2;");
   ASSERT_FALSE(statements.ok());
-  EXPECT_NE(statements.status().message().find("syntax error"),
-            std::string::npos);
-  EXPECT_NE(statements.status().message().find("line 2, column 1"),
-            std::string::npos);
+  EXPECT_NE(statements.status().message().find("syntax error"), std::string::npos);
+  EXPECT_NE(statements.status().message().find("line 2, column 1"), std::string::npos);
 }
 
 TEST(SqlParserTest, EmptyAndCommentOnlyScripts) {
@@ -62,8 +60,7 @@ TEST(SqlParserTest, SkipSpaceAndCommentsHandlesNestedBlocks) {
 }
 
 TEST(JsonTest, ReadsEscapesNumbersAndNesting) {
-  auto node = ParseJson(
-      R"({"a":[1,-2.5e3,true,false,null],"s":"x\u003e\"\\\n\ud83d\ude00"})");
+  auto node = ParseJson(R"({"a":[1,-2.5e3,true,false,null],"s":"x\u003e\"\\\n\ud83d\ude00"})");
   ASSERT_TRUE(node.ok()) << node.status();
   EXPECT_EQ((*node)["a"].items().size(), 5u);
   EXPECT_EQ((*node)["a"].items()[0].Int(), 1);
@@ -83,8 +80,7 @@ TEST(JsonTest, RejectsMalformedInput) {
 }
 
 TEST(JsonTest, ForEachNodeVisitsTaggedNodes) {
-  auto statements =
-      ParseScript("UPDATE t SET a = $1 WHERE id BETWEEN $1 AND $2");
+  auto statements = ParseScript("UPDATE t SET a = $1 WHERE id BETWEEN $1 AND $2");
   ASSERT_TRUE(statements.ok());
   int params = 0;
   (*statements)[0].tree.ForEachNode([&](std::string_view tag, const Node&) {

@@ -25,8 +25,9 @@ std::vector<std::pair<char, std::string>> ScanInChunks(const std::string& stream
   BackendScanner scanner("ZS");
   std::vector<std::pair<char, std::string>> seen;
   for (size_t i = 0; i < stream.size(); i += step) {
-    absl::Status st = scanner.Scan(std::string_view(stream).substr(i, step),
-                                   [&](char t, std::string_view b, size_t) { seen.emplace_back(t, b); });
+    absl::Status st =
+        scanner.Scan(std::string_view(stream).substr(i, step),
+                     [&](char t, std::string_view b, size_t) { seen.emplace_back(t, b); });
     EXPECT_TRUE(st.ok()) << st;
   }
   *at_boundary = scanner.AtBoundary();
@@ -35,8 +36,8 @@ std::vector<std::pair<char, std::string>> ScanInChunks(const std::string& stream
 
 TEST(BackendScannerTest, FindsInterestingMessagesAtAnyChunking) {
   std::string stream = SampleStream();
-  std::vector<std::pair<char, std::string>> expected = {
-      {'S', std::string("TimeZone\0UTC\0", 13)}, {'Z', "T"}};
+  std::vector<std::pair<char, std::string>> expected = {{'S', std::string("TimeZone\0UTC\0", 13)},
+                                                        {'Z', "T"}};
   for (size_t step : std::vector<size_t>{1, 2, 3, 4, 5, 6, 13, 1000, 16384, stream.size()}) {
     bool boundary = false;
     EXPECT_EQ(ScanInChunks(stream, step, &boundary), expected) << "step " << step;
@@ -48,16 +49,18 @@ TEST(BackendScannerTest, ReportsMidMessagePositions) {
   std::string stream = Encode(be::ReadyForQuery{be::TxStatus::kIdle});
   BackendScanner scanner("Z");
   int seen = 0;
-  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(0, 3),
-                           [&](char, std::string_view, size_t) { ++seen; })
+  ASSERT_TRUE(scanner
+                  .Scan(std::string_view(stream).substr(0, 3),
+                        [&](char, std::string_view, size_t) { ++seen; })
                   .ok());
   EXPECT_FALSE(scanner.AtBoundary());
   size_t end = 0;
-  ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(3),
-                           [&](char, std::string_view, size_t e) {
-                             ++seen;
-                             end = e;
-                           })
+  ASSERT_TRUE(scanner
+                  .Scan(std::string_view(stream).substr(3),
+                        [&](char, std::string_view, size_t e) {
+                          ++seen;
+                          end = e;
+                        })
                   .ok());
   EXPECT_EQ(end, 3u) << "the offset just past the message, in the chunk that completed it";
   EXPECT_TRUE(scanner.AtBoundary());
@@ -73,8 +76,9 @@ TEST(BackendScannerTest, TellsHowMuchOfASplitMessageWasScanned) {
   for (size_t cut = ready_at + 1; cut < stream.size(); ++cut) {
     BackendScanner scanner("Z");
     int seen = 0;
-    ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(0, cut),
-                             [&](char, std::string_view, size_t) { ++seen; })
+    ASSERT_TRUE(scanner
+                    .Scan(std::string_view(stream).substr(0, cut),
+                          [&](char, std::string_view, size_t) { ++seen; })
                     .ok());
     ASSERT_FALSE(scanner.AtBoundary()) << cut;
     EXPECT_EQ(scanner.PartialBytes(), cut - ready_at) << cut;
@@ -82,11 +86,12 @@ TEST(BackendScannerTest, TellsHowMuchOfASplitMessageWasScanned) {
     // Rewound to the message's start, the scan finds it whole in the bytes kept plus the rest.
     scanner.Reset();
     size_t end = 0;
-    ASSERT_TRUE(scanner.Scan(std::string_view(stream).substr(ready_at),
-                             [&](char t, std::string_view, size_t e) {
-                               seen += t == 'Z';
-                               end = e;
-                             })
+    ASSERT_TRUE(scanner
+                    .Scan(std::string_view(stream).substr(ready_at),
+                          [&](char t, std::string_view, size_t e) {
+                            seen += t == 'Z';
+                            end = e;
+                          })
                     .ok());
     EXPECT_EQ(seen, 1) << cut;
     EXPECT_EQ(end, 6u) << cut;
@@ -95,7 +100,8 @@ TEST(BackendScannerTest, TellsHowMuchOfASplitMessageWasScanned) {
   // Inside a long message, too.
   BackendScanner scanner("Z");
   std::string row = Encode(be::DataRow{{std::string(100, 'x')}});
-  ASSERT_TRUE(scanner.Scan(std::string_view(row).substr(0, 40), [](char, std::string_view) {}).ok());
+  ASSERT_TRUE(
+      scanner.Scan(std::string_view(row).substr(0, 40), [](char, std::string_view) {}).ok());
   EXPECT_EQ(scanner.PartialBytes(), 40u);
   EXPECT_EQ(scanner.PartialType(), 'D');
 }
@@ -107,7 +113,8 @@ TEST(BackendScannerTest, EndOffsetsPointPastEachMessage) {
   Encode(be::ReadyForQuery{be::TxStatus::kInTransaction}, &stream);
   BackendScanner scanner("CZ");
   std::vector<size_t> ends;
-  ASSERT_TRUE(scanner.Scan(stream, [&](char, std::string_view, size_t e) { ends.push_back(e); }).ok());
+  ASSERT_TRUE(
+      scanner.Scan(stream, [&](char, std::string_view, size_t e) { ends.push_back(e); }).ok());
   EXPECT_EQ(ends, (std::vector<size_t>{rfq_at, stream.size()}));
 }
 

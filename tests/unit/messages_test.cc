@@ -33,8 +33,11 @@ TEST(MessagesTest, FrontendMessagesRoundTrip) {
   ExpectRoundTrip(fe::SaslResponse{"c=biws,r=abc,p=xyz"});
   ExpectRoundTrip(fe::Query{"SELECT 1; SELECT 2"});
   ExpectRoundTrip(fe::Parse{"stmt1", "SELECT $1::int", {23, 0}});
-  ExpectRoundTrip(fe::Bind{"portal", "stmt1", {0, 1}, {std::string("42"), std::nullopt,
-                                                      std::string("\x00\x01", 2)}, {1}});
+  ExpectRoundTrip(fe::Bind{"portal",
+                           "stmt1",
+                           {0, 1},
+                           {std::string("42"), std::nullopt, std::string("\x00\x01", 2)},
+                           {1}});
   ExpectRoundTrip(fe::Describe{'S', "stmt1"});
   ExpectRoundTrip(fe::Describe{'P', ""});
   ExpectRoundTrip(fe::Execute{"portal", 100});
@@ -52,8 +55,10 @@ TEST(MessagesTest, BackendMessagesRoundTrip) {
   using be::Authentication;
   ExpectRoundTrip(Authentication{Authentication::kOk, "", {}});
   ExpectRoundTrip(Authentication{Authentication::kCleartextPassword, "", {}});
-  ExpectRoundTrip(Authentication{Authentication::kMd5Password, std::string("\x01\x02\x03\xff", 4), {}});
-  ExpectRoundTrip(Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}});
+  ExpectRoundTrip(
+      Authentication{Authentication::kMd5Password, std::string("\x01\x02\x03\xff", 4), {}});
+  ExpectRoundTrip(
+      Authentication{Authentication::kSasl, "", {"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}});
   ExpectRoundTrip(Authentication{Authentication::kSaslContinue, "r=abc,s=xyz,i=4096", {}});
   ExpectRoundTrip(Authentication{Authentication::kSaslFinal, "v=abc", {}});
   ExpectRoundTrip(be::BackendKeyData{42, -7});
@@ -69,7 +74,8 @@ TEST(MessagesTest, BackendMessagesRoundTrip) {
   ExpectRoundTrip(notice);
   ExpectRoundTrip(be::CommandComplete{"SELECT 1"});
   ExpectRoundTrip(be::EmptyQueryResponse{});
-  ExpectRoundTrip(be::RowDescription{{{"id", 16384, 1, 23, 4, -1, 0}, {"name", 0, 0, 25, -1, -1, 1}}});
+  ExpectRoundTrip(
+      be::RowDescription{{{"id", 16384, 1, 23, 4, -1, 0}, {"name", 0, 0, 25, -1, -1, 1}}});
   ExpectRoundTrip(be::DataRow{{std::string("1"), std::nullopt, std::string("")}});
   ExpectRoundTrip(be::ParseComplete{});
   ExpectRoundTrip(be::BindComplete{});

@@ -40,7 +40,9 @@ TEST(PgErrorTest, ErrorResponseCarriesSeveritySqlstateAndMessage) {
 
 TEST(PgErrorTest, ServerErrorsRoundTripThroughStatus) {
   wire::be::ErrorResponse server;
-  server.fields = {{'S', "FATAL"}, {'V', "FATAL"}, {'C', "28P01"},
+  server.fields = {{'S', "FATAL"},
+                   {'V', "FATAL"},
+                   {'C', "28P01"},
                    {'M', "password authentication failed for user \"app\""}};
   absl::Status st = wire::StatusFromErrorResponse(server, absl::StatusCode::kUnavailable);
   wire::be::ErrorResponse again = wire::ErrorResponseFor(st);

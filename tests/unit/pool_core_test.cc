@@ -84,6 +84,20 @@ TEST_F(PoolCoreTest, AFollowerIsTheWaiterNextInLineOnTheServersWorker) {
   EXPECT_EQ(core.TakeFollower(1), std::nullopt) << "nobody waits";
 }
 
+TEST_F(PoolCoreTest, AWaiterThatCannotFollowIsNotSkippedButEndsPipelining) {
+  Core core = Make();
+  Core::Actions a;
+  LendTwo(core, a);  // servers 100 and 101 to waiters 1 and 2
+  core.CheckOut(5, 0, now_, a);
+  core.CheckOut(6, 0, now_, a);
+  // Waiter 5 (a coroutine's wait, say) cannot take a server still busy: nobody follows, and
+  // waiter 6 does not jump the queue.
+  auto only_even = [](int waiter) { return waiter % 2 == 0; };
+  EXPECT_EQ(core.TakeFollower(0, only_even), std::nullopt);
+  EXPECT_EQ(core.TakeFollower(0), 5) << "waiter 5 is still first in line";
+  EXPECT_EQ(core.TakeFollower(0, only_even), 6);
+}
+
 TEST_F(PoolCoreTest, NoFollowersWithPipeliningOffOrPastTheGrace) {
   limits_.pipelining = false;
   Core off = Make();

@@ -18,9 +18,7 @@ TEST(RouteTest, EverythingGoesToTheFirstShardsPrimaryForNow) {
   EXPECT_EQ(route->node.ToString(), "shard 0 primary");
 }
 
-TEST(RouteTest, NoDatabaseIsAnError) {
-  EXPECT_FALSE(ComputeRoute(RoutingContext{}).ok());
-}
+TEST(RouteTest, NoDatabaseIsAnError) { EXPECT_FALSE(ComputeRoute(RoutingContext{}).ok()); }
 
 }  // namespace
 }  // namespace shardyard::router

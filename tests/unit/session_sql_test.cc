@@ -1,5 +1,5 @@
 // Tests the lexical scan that finds SQL which may change session state beyond a transaction.
-#include "router/session_sql.h"
+#include "sql/session_sql.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -200,7 +200,7 @@ TEST(SessionSqlTest, TheQuickCheckPassesEverythingTheScanFinds) {
       const SessionChanges found = ScanSessionChanges(sql, standard);
       if (!found.settings && !found.objects) continue;
       ++changing;
-      ASSERT_TRUE(MayChangeSettings(sql)) << sql;
+      ASSERT_TRUE(MayChangeSettings(sql) || MayPrepare(sql)) << sql;
     }
   }
   EXPECT_GT(changing, 5000);  // the pieces do make settings-changing SQL often
@@ -214,8 +214,9 @@ TEST(SessionSqlTest, PrepareHoldCursorsAndDoMayLeaveObjectsBehind) {
   EXPECT_TRUE(Objects("BEGIN; PREPARE q AS SELECT 1; COMMIT"));
   EXPECT_TRUE(Objects("DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
   EXPECT_TRUE(Objects("declare c binary no scroll cursor with hold for select 1"));
-  EXPECT_TRUE(Objects("/* x */ DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1; "
-                      "DECLARE d CURSOR WITH HOLD FOR SELECT 1"));
+  EXPECT_TRUE(
+      Objects("/* x */ DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1; "
+              "DECLARE d CURSOR WITH HOLD FOR SELECT 1"));
   EXPECT_TRUE(Objects("DO $$ BEGIN EXECUTE 'PREPARE q AS SELECT 1'; END $$"));
   // Gone at the end of the transaction, or not the session's.
   EXPECT_FALSE(Objects("DECLARE c CURSOR FOR SELECT 1"));
@@ -231,15 +232,20 @@ TEST(SessionSqlTest, PrepareHoldCursorsAndDoMayLeaveObjectsBehind) {
   EXPECT_FALSE(Changes("DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
 }
 
-TEST(SessionSqlTest, TheQuickCheckFindsPrepareAndDeclareAsWholeWords) {
-  for (std::string_view sql : {"PREPARE q AS SELECT 1", "x;\nprepare q as select 1",
-                               "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "  declare c cursor"}) {
+TEST(SessionSqlTest, TheQuickChecksFindPrepareAndDeclareAsWholeWords) {
+  for (std::string_view sql : {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", "  declare c cursor"}) {
     EXPECT_TRUE(MayChangeSettings(sql)) << sql;
   }
   for (std::string_view sql :
+       {"PREPARE q AS SELECT 1", "x;\nprepare q as select 1", "  /* c */ -- d\n PREPARE q AS",
+        "SELECT 1; PrePare q AS SELECT 2", "prepare"}) {
+    EXPECT_TRUE(MayPrepare(sql)) << sql;
+  }
+  for (std::string_view sql :
        {"SELECT id,\nprepared_at FROM t", "SELECT declared FROM t", "SELECT 1 AS prepare_x",
-        "SELECT * FROM t WHERE kind = 'prepare'"}) {
+        "SELECT * FROM t WHERE kind = 'prepare'", "SELECT 1;", "prepared", "SELECT 1; preparex"}) {
     EXPECT_FALSE(MayChangeSettings(sql)) << sql;
+    EXPECT_FALSE(MayPrepare(sql)) << sql;
   }
 }
 

@@ -1,6 +1,6 @@
 // Implements the lexical scan for session-changing statements: a tokenizer that knows
 // PostgreSQL's comments, quoting and dollar quoting, and looks at each statement's first words.
-#include "router/session_sql.h"
+#include "sql/session_sql.h"
 
 #include <algorithm>
 #include <bit>
@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "common/strings.h"
-#include "router/sql_parser.h"
+#include "sql/lexical.h"
 
 namespace shardyard::sql {
 namespace {
@@ -58,8 +58,17 @@ bool WordAt(std::string_view sql, size_t at, std::string_view lower) {
          (at + lower.size() == sql.size() || !IdentChar(sql[at + lower.size()]));
 }
 
-// Whether what the scan looks for may begin at `i`: "set_config", or SET, RESET, DISCARD, DO,
-// DECLARE or PREPARE where a statement may start.
+// Whether PREPARE is the first word of a statement that starts at `i` (after spaces and
+// comments). A letter other than 'p' there settles it at once: the usual case.
+bool PrepareAfter(std::string_view sql, size_t i) {
+  if (i >= sql.size()) return false;
+  const char c = static_cast<char>(sql[i] | 0x20);
+  if (c >= 'a' && c <= 'z' && c != 'p') return false;
+  return WordAt(sql, SkipSpaceAndComments(sql, i), "prepare");
+}
+
+// Whether what the scan looks for may begin at `i`: "set_config", or SET, RESET, DISCARD, DO or
+// DECLARE where a statement may start.
 bool MentionAt(std::string_view sql, size_t i) {
   // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
   const char c = static_cast<char>(sql[i] | 0x20);
@@ -72,16 +81,15 @@ bool MentionAt(std::string_view sql, size_t i) {
     return (HasAt(sql, i, "do") || HasAt(sql, i, "discard") || WordAt(sql, i, "declare")) &&
            StatementMayStartAt(sql, i);
   }
-  if (c == 'p') return WordAt(sql, i, "prepare") && StatementMayStartAt(sql, i);
   return false;
 }
 
 }  // namespace
 
 // Every statement and function the scan looks for starts with 's' (SET, set_config()), 'r'
-// (RESET, found from its "set"), 'd' (DISCARD, DO, DECLARE) or 'p' (PREPARE), and all but
-// set_config() only where a statement may start. Eight bytes at a time, only words holding an
-// 's', a 'd' or a 'p' are looked at byte by byte.
+// (RESET, found from its "set") or 'd' (DISCARD, DO, DECLARE), and all but set_config() only
+// where a statement may start. Eight bytes at a time, only words holding an 's' or a 'd' are
+// looked at byte by byte.
 bool MayChangeSettings(std::string_view sql) {
   static_assert(std::endian::native == std::endian::little, "byte i of a word is bits 8i..8i+7");
   constexpr uint64_t kOnes = 0x0101010101010101;
@@ -93,10 +101,9 @@ bool MayChangeSettings(std::string_view sql) {
     word |= kOnes * 0x20;
     const uint64_t s = word ^ (kOnes * 's');
     const uint64_t d = word ^ (kOnes * 'd');
-    const uint64_t p = word ^ (kOnes * 'p');
-    // The high bit of each byte of s, d or p that is zero (the classic test; a byte after a
-    // real zero may be flagged too, which MentionAt then rejects).
-    uint64_t candidates = (((s - kOnes) & ~s) | ((d - kOnes) & ~d) | ((p - kOnes) & ~p)) & kHigh;
+    // The high bit of each byte of s or d that is zero (the classic test; a byte after a real
+    // zero may be flagged too, which MentionAt then rejects).
+    uint64_t candidates = (((s - kOnes) & ~s) | ((d - kOnes) & ~d)) & kHigh;
     while (candidates != 0) {
       if (MentionAt(sql, i + static_cast<size_t>(std::countr_zero(candidates)) / 8)) return true;
       candidates &= candidates - 1;
@@ -106,6 +113,17 @@ bool MayChangeSettings(std::string_view sql) {
     if (MentionAt(sql, i)) return true;
   }
   return false;
+}
+
+// A statement starts at the beginning and after a ';' (memchr finds those fast): looking only
+// there keeps 'p', a common letter in names, out of the eight-byte scan above.
+bool MayPrepare(std::string_view sql) {
+  for (size_t at = 0;;) {
+    if (PrepareAfter(sql, at)) return true;
+    const size_t semicolon = sql.find(';', at);
+    if (semicolon == std::string_view::npos) return false;
+    at = semicolon + 1;
+  }
 }
 
 bool IsPlainDataStatement(std::string_view sql) {

@@ -56,8 +56,7 @@ class Node {
 
   // Calls `visit(tag, body)` for every parse node in this subtree, outermost
   // first.
-  void ForEachNode(const std::function<void(std::string_view tag,
-                                            const Node& body)>& visit) const;
+  void ForEachNode(const std::function<void(std::string_view tag, const Node& body)>& visit) const;
 
  private:
   Kind kind_ = Kind::kNull;

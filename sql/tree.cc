@@ -1,6 +1,6 @@
 // The generic parse tree and the small JSON reader that builds it from the
 // parser's output.
-#include "router/sql_tree.h"
+#include "sql/tree.h"
 
 #include "common/strings.h"
 
@@ -49,9 +49,8 @@ int64_t Node::Int() const {
 }
 
 std::string_view Node::Str() const {
-  return kind_ == Kind::kString || kind_ == Kind::kNumber
-             ? std::string_view(text_)
-             : std::string_view();
+  return kind_ == Kind::kString || kind_ == Kind::kNumber ? std::string_view(text_)
+                                                          : std::string_view();
 }
 
 const Node& Node::operator[](std::string_view key) const {
@@ -64,9 +63,7 @@ const Node& Node::operator[](std::string_view key) const {
 }
 
 std::string_view Node::Tag() const {
-  if (kind_ != Kind::kObject || names_.size() != 1 ||
-      items_[0].kind_ != Kind::kObject)
-    return {};
+  if (kind_ != Kind::kObject || names_.size() != 1 || items_[0].kind_ != Kind::kObject) return {};
   const std::string& name = names_[0];
   // Node type names start with an upper-case letter; plain fields are
   // lower-case.
@@ -80,8 +77,7 @@ const Node& Node::Body() const {
 }
 
 void Node::ForEachNode(
-    const std::function<void(std::string_view tag, const Node& body)>& visit)
-    const {
+    const std::function<void(std::string_view tag, const Node& body)>& visit) const {
   std::string_view tag = Tag();
   if (!tag.empty()) visit(tag, items_[0]);
   for (const Node& child : items_) child.ForEachNode(visit);
@@ -111,9 +107,8 @@ class JsonReader {
   }
 
   void SkipSpace() {
-    while (pos_ < text_.size() &&
-           (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' ||
-            text_[pos_] == '\t')) {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n' ||
+                                   text_[pos_] == '\r' || text_[pos_] == '\t')) {
       ++pos_;
     }
   }
@@ -148,15 +143,13 @@ class JsonReader {
     if (text_[pos_] == '-') ++pos_;
     while (pos_ < text_.size()) {
       char c = text_[pos_];
-      if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' ||
-          c == '+' || c == '-') {
+      if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
         ++pos_;
       } else {
         break;
       }
     }
-    if (pos_ == start + (text_[start] == '-' ? 1 : 0))
-      return Error("bad number");
+    if (pos_ == start + (text_[start] == '-' ? 1 : 0)) return Error("bad number");
     return Node::Number(std::string(text_.substr(start, pos_ - start)));
   }
 
@@ -278,8 +271,7 @@ class JsonReader {
     if (Consume("}")) return Node::Object(std::move(names), std::move(values));
     while (true) {
       SkipSpace();
-      if (pos_ >= text_.size() || text_[pos_] != '"')
-        return Error("expected a field name");
+      if (pos_ >= text_.size() || text_[pos_] != '"') return Error("expected a field name");
       auto name = StringValue();
       if (!name.ok()) return name.status();
       SkipSpace();
@@ -289,8 +281,7 @@ class JsonReader {
       names.push_back(std::move(*name));
       values.push_back(std::move(*value));
       SkipSpace();
-      if (Consume("}"))
-        return Node::Object(std::move(names), std::move(values));
+      if (Consume("}")) return Node::Object(std::move(names), std::move(values));
       if (!Consume(",")) return Error("expected , or }");
     }
   }
@@ -301,8 +292,6 @@ class JsonReader {
 
 }  // namespace
 
-absl::StatusOr<Node> ParseJson(std::string_view text) {
-  return JsonReader(text).Document();
-}
+absl::StatusOr<Node> ParseJson(std::string_view text) { return JsonReader(text).Document(); }
 
 }  // namespace shardyard::sql

@@ -1,44 +1,15 @@
 // The only user of libpg_query: runs PostgreSQL's own grammar and converts its
 // JSON to sql::Node.
-#include "router/sql_parser.h"
+#include "sql/parser.h"
 
 #include <pg_query.h>
 
 #include <algorithm>
 
 #include "common/strings.h"
+#include "sql/lexical.h"
 
 namespace shardyard::sql {
-
-size_t SkipSpaceAndComments(std::string_view text, size_t pos) {
-  while (pos < text.size()) {
-    char c = text[pos];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-        c == '\v') {
-      ++pos;
-    } else if (c == '-' && pos + 1 < text.size() && text[pos + 1] == '-') {
-      size_t nl = text.find('\n', pos);
-      pos = nl == std::string_view::npos ? text.size() : nl + 1;
-    } else if (c == '/' && pos + 1 < text.size() && text[pos + 1] == '*') {
-      // PostgreSQL block comments nest.
-      int depth = 0;
-      while (pos < text.size()) {
-        if (text.substr(pos, 2) == "/*") {
-          ++depth;
-          pos += 2;
-        } else if (text.substr(pos, 2) == "*/") {
-          pos += 2;
-          if (--depth == 0) break;
-        } else {
-          ++pos;
-        }
-      }
-    } else {
-      break;
-    }
-  }
-  return std::min(pos, text.size());
-}
 
 namespace {
 
@@ -63,8 +34,7 @@ LineColumn PositionOf(std::string_view text, size_t offset) {
 // Owns a PgQueryParseResult for the length of one call.
 class ParseResult {
  public:
-  explicit ParseResult(const std::string& script)
-      : result_(pg_query_parse(script.c_str())) {}
+  explicit ParseResult(const std::string& script) : result_(pg_query_parse(script.c_str())) {}
   ~ParseResult() { pg_query_free_parse_result(result_); }
   ParseResult(const ParseResult&) = delete;
   ParseResult& operator=(const ParseResult&) = delete;
@@ -80,35 +50,28 @@ absl::StatusOr<std::vector<Statement>> ParseScript(std::string_view script) {
   std::string input(script);  // the parser wants a NUL-terminated string
   ParseResult result(input);
   if (const PgQueryError* error = result.get().error) {
-    size_t offset =
-        error->cursorpos > 0 ? static_cast<size_t>(error->cursorpos - 1) : 0;
+    size_t offset = error->cursorpos > 0 ? static_cast<size_t>(error->cursorpos - 1) : 0;
     LineColumn lc = PositionOf(script, offset);
     return absl::InvalidArgumentError(
         Cat(error->message, " (line ", lc.line, ", column ", lc.column, ")"));
   }
-  auto json =
-      ParseJson(result.get().parse_tree ? result.get().parse_tree : "{}");
+  auto json = ParseJson(result.get().parse_tree ? result.get().parse_tree : "{}");
   if (!json.ok()) return json.status();
 
   std::vector<Statement> out;
   for (const Node& raw : (*json)["stmts"].items()) {
     int64_t location = raw["stmt_location"].Int();
     int64_t length = raw["stmt_len"].Int();  // 0: to the end of the script
-    if (location < 0 || static_cast<size_t>(location) > script.size() ||
-        length < 0) {
-      return absl::InternalError(
-          "parser returned a statement outside the script");
+    if (location < 0 || static_cast<size_t>(location) > script.size() || length < 0) {
+      return absl::InternalError("parser returned a statement outside the script");
     }
     size_t end = length == 0 ? script.size()
-                             : std::min(script.size(),
-                                        static_cast<size_t>(location + length));
+                             : std::min(script.size(), static_cast<size_t>(location + length));
     Statement s;
-    s.location = SkipSpaceAndComments(script.substr(0, end),
-                                      static_cast<size_t>(location));
+    s.location = SkipSpaceAndComments(script.substr(0, end), static_cast<size_t>(location));
     std::string_view text = script.substr(s.location, end - s.location);
-    while (!text.empty() &&
-           (text.back() == ';' || text.back() == ' ' || text.back() == '\n' ||
-            text.back() == '\t' || text.back() == '\r')) {
+    while (!text.empty() && (text.back() == ';' || text.back() == ' ' || text.back() == '\n' ||
+                             text.back() == '\t' || text.back() == '\r')) {
       text.remove_suffix(1);
     }
     s.text = std::string(text);

@@ -33,10 +33,14 @@ struct SessionChanges {
 };
 
 // One pass over the bytes, no tokenizing: false when `sql` certainly changes no setting and
-// creates no session object, which is the usual case (no "set_config", and no SET, RESET,
-// DISCARD, DO, DECLARE or PREPARE where a statement may start: UPDATE ... SET is not looked at
-// further). Callers scan only what passes it.
+// declares no cursor, which is the usual case (no "set_config", and no SET, RESET, DISCARD, DO
+// or DECLARE where a statement may start: UPDATE ... SET is not looked at further). Callers
+// scan only what passes it or MayPrepare.
 bool MayChangeSettings(std::string_view sql);
+
+// False when no statement of `sql` starts with PREPARE (looked for at the start and after each
+// ';', past spaces and comments); with MayChangeSettings, what the scan may find a reason in.
+bool MayPrepare(std::string_view sql);
 
 // Whether `sql` is one plain data statement that a server may run while the next client's request
 // already waits behind it: a single SELECT, INSERT, UPDATE, DELETE, VALUES, TABLE or WITH (no

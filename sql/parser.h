@@ -8,7 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "router/sql_tree.h"
+#include "sql/lexical.h"  // SkipSpaceAndComments, for callers of ParseScript
+#include "sql/tree.h"
 
 namespace shardyard::sql {
 
@@ -16,9 +17,9 @@ namespace shardyard::sql {
 // {"AlterTableStmt": {...}}, with the field names of PostgreSQL's parsenodes.h.
 struct Statement {
   size_t location = 0;  // byte offset of the first token in the script
-  std::string text;  // from the first token to the end, without the terminating
-                     // semicolon
-  int line = 1;      // 1-based line of the first token
+  std::string text;     // from the first token to the end, without the terminating
+                        // semicolon
+  int line = 1;         // 1-based line of the first token
   Node tree;
 
   std::string_view type() const { return tree.Tag(); }
@@ -29,9 +30,5 @@ struct Statement {
 // InvalidArgument with the server's wording and the line and column where it
 // was found.
 absl::StatusOr<std::vector<Statement>> ParseScript(std::string_view script);
-
-// The offset of the first character that is not whitespace or part of a
-// comment, from `from`.
-size_t SkipSpaceAndComments(std::string_view text, size_t from = 0);
 
 }  // namespace shardyard::sql
