@@ -83,14 +83,19 @@ std::vector<std::string> DriverTest::Command(Driver driver, const std::string& s
   return argv;
 }
 
-std::string DriverTest::RunScenario(Driver driver, const std::string& scenario,
-                                    const Stack& stack) {
+bool DriverTest::StartPostgres(Driver driver) {
   CheckDriverAvailable(driver);
-  if (HasFatalFailure()) return "";
+  if (HasFatalFailure()) return false;
   auto pg = StartAppServer();
   EXPECT_TRUE(pg.ok()) << pg.status();
-  if (!pg.ok()) return "";
+  if (!pg.ok()) return false;
   pg_ = *std::move(pg);
+  return true;
+}
+
+std::string DriverTest::RunScenario(Driver driver, const std::string& scenario,
+                                    const Stack& stack) {
+  if (!StartPostgres(driver)) return "";
   ConfigOptions options;
   if (stack.more_users) {
     for (const auto& [user, password] : {std::pair{"md5user", "md5pw"}, {"trustuser", "trustpw"}}) {
@@ -143,12 +148,7 @@ std::string DriverTest::RunScenario(Driver driver, const std::string& scenario,
 }
 
 std::string DriverTest::RunDirect(Driver driver, const std::string& scenario, const Stack& stack) {
-  CheckDriverAvailable(driver);
-  if (HasFatalFailure()) return "";
-  auto pg = StartAppServer();
-  EXPECT_TRUE(pg.ok()) << pg.status();
-  if (!pg.ok()) return "";
-  pg_ = *std::move(pg);
+  if (!StartPostgres(driver)) return "";
   std::map<std::string, std::string> env = {
       {"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(pg_->port())},
       {"PGUSER", "app"},       {"PGPASSWORD", "secret"},

@@ -42,6 +42,9 @@ class DriverTest : public ::testing::Test {
   // scenario: Shardyard logged no protocol violation, and in transaction mode kept at most
   // `stack.size` server connections. Returns the driver's output.
   std::string RunScenario(Driver driver, const std::string& scenario, const Stack& stack);
+  // Checks that `driver` can run here and starts PostgreSQL into pg_; false (the test failed)
+  // otherwise.
+  bool StartPostgres(Driver driver);
   // Runs `scenario` of `driver` against PostgreSQL itself (SY_DIRECT=1; no Shardyard, the
   // scenario skips its checks about pooling): what PostgreSQL answers, for reference. Starts
   // PostgreSQL; expects the scenario to pass and returns its output.
