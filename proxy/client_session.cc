@@ -14,7 +14,6 @@
 #include "common/pg_error.h"
 #include "common/scram_secret.h"
 #include "common/strings.h"
-#include "proxy/daemon.h"
 #include "proxy/reactor_read.h"
 #include "proxy/socket_access.h"
 #include "proxy/spawn.h"
@@ -97,9 +96,9 @@ std::string MockSalt(std::string_view user) {
 
 }  // namespace
 
-ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id,
+ClientSession::ClientSession(SessionHost& host, Socket socket, int worker, uint64_t id,
                              PeerAddress peer)
-    : daemon_(daemon),
+    : host_(host),
       socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       worker_(worker),
@@ -112,9 +111,9 @@ ClientSession::ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t
 }
 
 ClientSession::~ClientSession() {
-  if (registered_) daemon_.clients().Unregister(process_id_);
-  if (admitted_) daemon_.ClientGone();
-  daemon_.SessionEnded(worker_);
+  if (registered_) host_.UnregisterClient(process_id_);
+  if (admitted_) host_.ClientGone();
+  host_.SessionEnded(worker_);
 }
 
 std::string ClientSession::Peer() const { return peer_.ToString(); }
@@ -181,7 +180,7 @@ void ClientSession::WakeMain() {
 }
 
 Task<> ClientSession::Run() {
-  config_ = daemon_.config();
+  config_ = host_.config();
   max_message_size_ = static_cast<uint32_t>(config_->max_message_size);
   absl::Status st = co_await StartupWithTimeout();
   if (!st.ok()) {
@@ -290,7 +289,7 @@ Task<absl::StatusOr<wire::fe::StartupMessage>> ClientSession::ReadStartupMessage
     if (code == wire::kCancelRequestCode) {
       auto cancel = wire::Decode<wire::fe::CancelRequest>(body);
       if (cancel.ok()) {
-        if (auto target = daemon_.clients().Find(cancel->process_id, cancel->secret_key)) {
+        if (auto target = host_.FindClient(cancel->process_id, cancel->secret_key)) {
           co_await CancelAndWait(*target);
         } else {
           SY_LOG_DEBUG("C-%d %s cancel request for unknown key dropped", id_, Peer());
@@ -339,14 +338,14 @@ Task<absl::Status> ClientSession::Startup() {
   auto startup = co_await ReadStartupMessage(&cancel_request);
   if (!startup.ok()) co_return startup.status();
 
-  admitted_ = daemon_.AdmitClient(config_->pool.max_client_connections);
+  admitted_ = host_.AdmitClient(config_->pool.max_client_connections);
   if (!admitted_) {
     co_return PgFatalStatus(
         absl::StatusCode::kResourceExhausted, sqlstate::kTooManyConnections,
         "sorry, too many clients already",
         Cat("max_client_connections is ", config_->pool.max_client_connections, "."));
   }
-  if (daemon_.shutting_down()) {
+  if (host_.shutting_down()) {
     co_return PgFatalStatus(absl::StatusCode::kUnavailable, sqlstate::kCannotConnectNow,
                             "the database system is shutting down");
   }
@@ -403,12 +402,12 @@ Task<absl::Status> ClientSession::Startup() {
     co_return PgFatalStatus(absl::StatusCode::kNotFound, sqlstate::kInvalidCatalogName,
                             Cat("database \"", database_, "\" does not exist"));
   }
-  auto pool = daemon_.PoolFor(*config_, *db, user_);
+  auto pool = host_.PoolFor(*config_, *db, user_);
   if (!pool.ok()) co_return AsFatal(pool.status());
   pool_ = pool->get();
   mode_ = pool_->mode();
 
-  std::tie(process_id_, secret_key_) = daemon_.clients().Register(shared_from_this());
+  std::tie(process_id_, secret_key_) = host_.RegisterClient(shared_from_this());
   registered_ = true;
   if (auto st = co_await Welcome(settings); !st.ok()) co_return st;
   SY_LOG_INFO("%s login ok (pool %s, %s mode)", Describe(), pool_->name(),
@@ -496,7 +495,7 @@ Task<absl::Status> ClientSession::AuthenticateScram(const config::User* user,
   using wire::be::Authentication;
   ScramSecret secret;
   if (user != nullptr) {
-    secret = daemon_.ScramSecretFor(*user);
+    secret = host_.ScramSecretFor(*user);
   } else {
     secret.salt = MockSalt(user_name);
     crypto::RandomBytes(secret.stored_key);
@@ -536,7 +535,7 @@ Task<absl::Status> ClientSession::AuthenticateScram(const config::User* user,
     keys->server_key = secret.server_key;
     const config::Database* db = config_->FindDatabase(database_);
     if (db != nullptr) {
-      if (auto pool = daemon_.PoolFor(*config_, *db, user_name); pool.ok()) {
+      if (auto pool = host_.PoolFor(*config_, *db, user_name); pool.ok()) {
         (*pool)->SetScramKeys(std::move(keys));
       }
     }

@@ -19,6 +19,7 @@
 #include "pool/tx_tracker.h"
 #include "proxy/asio.h"
 #include "proxy/pool.h"
+#include "proxy/session_host.h"
 #include "sql/session_sql.h"
 #include "wire/backend_scanner.h"
 #include "wire/buffer.h"
@@ -26,8 +27,6 @@
 #include "wire/messages.h"
 
 namespace shardyard::proxy {
-
-class Daemon;
 
 // Contract: a session lives on one worker's event loop; all members are touched only on that
 // worker's thread. The public entry points (Cancel, Shutdown) may be called from any thread and
@@ -46,7 +45,7 @@ class Daemon;
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `socket` is bound to the event loop of worker `worker`; `peer` is what accept(2) said.
-  ClientSession(Daemon& daemon, Socket socket, int worker, uint64_t id, PeerAddress peer);
+  ClientSession(SessionHost& host, Socket socket, int worker, uint64_t id, PeerAddress peer);
   ~ClientSession();
 
   void Start();
@@ -249,7 +248,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string Describe() const;  // "C-12 127.0.0.1:5555 app/app"
   std::string Peer() const;      // "127.0.0.1:5555" (kept from accept: see peer_)
 
-  Daemon& daemon_;
+  SessionHost& host_;
   Socket socket_;
   Executor executor_;  // the worker's event loop: every coroutine of this session runs here
   int worker_;

@@ -16,6 +16,7 @@
 #include "proxy/accept_steering.h"
 #include "proxy/asio.h"
 #include "proxy/pool.h"
+#include "proxy/session_host.h"
 
 namespace shardyard::proxy {
 
@@ -43,7 +44,7 @@ class ClientRegistry {
   int32_t next_ = 0;
 };
 
-class Daemon {
+class Daemon : public SessionHost {
  public:
   explicit Daemon(std::shared_ptr<const config::Config> config, std::string config_path);
   ~Daemon();
@@ -51,23 +52,28 @@ class Daemon {
   // Runs until shutdown; returns the process exit code.
   int Run();
 
-  std::shared_ptr<const config::Config> config() const;
   ClientRegistry& clients() { return clients_; }
-  bool shutting_down() const { return shutting_down_.load(std::memory_order_relaxed); }
 
-  // Counts connected clients; false when max_client_connections is already reached.
-  bool AdmitClient(int max_clients);
-  void ClientGone();
-  // A client session on `worker` ended (for accept steering).
-  void SessionEnded(int worker) { steering_.SessionClosed(worker); }
-
-  // The pool serving (database, user) for this request. Created on first use.
+  // SessionHost.
+  std::shared_ptr<const config::Config> config() const override;
+  bool shutting_down() const override { return shutting_down_.load(std::memory_order_relaxed); }
+  bool AdmitClient(int max_clients) override;
+  void ClientGone() override;
+  // (Accept steering counts sessions per worker.)
+  void SessionEnded(int worker) override { steering_.SessionClosed(worker); }
   absl::StatusOr<std::shared_ptr<Pool>> PoolFor(const config::Config& config,
                                                 const config::Database& database,
-                                                const std::string& user);
-
-  // The SCRAM secret to check a user's password against (derived once per plain password).
-  ScramSecret ScramSecretFor(const config::User& user);
+                                                const std::string& user) override;
+  // Derived once per plain password.
+  ScramSecret ScramSecretFor(const config::User& user) override;
+  std::pair<int32_t, int32_t> RegisterClient(
+      const std::shared_ptr<ClientSession>& session) override {
+    return clients_.Register(session);
+  }
+  void UnregisterClient(int32_t process_id) override { clients_.Unregister(process_id); }
+  std::shared_ptr<ClientSession> FindClient(int32_t process_id, int32_t secret_key) override {
+    return clients_.Find(process_id, secret_key);
+  }
 
  private:
   // Accepts clients on worker `index`'s own listening socket.
