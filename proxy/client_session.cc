@@ -725,28 +725,24 @@ Task<bool> ClientSession::SettleBeforeRelease() {
       }
     }
   }
-  if (!read_settings) {
-    ReleaseServer();
-    wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
-    if (!co_await FlushOut()) co_return EndSession(CloseReason::kClientIoError);
-    co_return true;
-  }
-  settings_may_change_ = false;
-  if (watch_ != nullptr) {
-    watch_->named.clear();
-    watch_->full = false;
-  }
-  std::vector<pool::ReadBackRow> read;
-  for (auto& row : rows) {
-    if (row.values.size() == 2 && row.values[0].has_value()) {
-      read.emplace_back(std::move(*row.values[0]), std::move(row.values[1]));
+  if (read_settings) {
+    settings_may_change_ = false;
+    if (watch_ != nullptr) {
+      watch_->named.clear();
+      watch_->full = false;
     }
+    std::vector<pool::ReadBackRow> read;
+    for (auto& row : rows) {
+      if (row.values.size() == 2 && row.values[0].has_value()) {
+        read.emplace_back(std::move(*row.values[0]), std::move(row.values[1]));
+      }
+    }
+    const pool::ParamSet& reported = server->reported != nullptr ? *server->reported : kNoParams;
+    params_ = pool_->Intern(std::make_shared<pool::ParamSet>(
+        named ? pool::ParamsAfterNamedReadBack(*server->params, reported, read)
+              : pool::ParamsAfterReadBack(*server->params, reported, read)));
+    server->params = params_;
   }
-  const pool::ParamSet& reported = server->reported != nullptr ? *server->reported : kNoParams;
-  params_ = pool_->Intern(std::make_shared<pool::ParamSet>(
-      named ? pool::ParamsAfterNamedReadBack(*server->params, reported, read)
-            : pool::ParamsAfterReadBack(*server->params, reported, read)));
-  server->params = params_;
   // The server is free before the client, told it is idle, can send its next request.
   ReleaseServer();
   wire::Encode(wire::be::ReadyForQuery{TxStatus::kIdle}, &Out());
@@ -782,16 +778,8 @@ std::optional<std::pair<std::string_view, size_t>> StatementNamed(char type,
 
 }  // namespace
 
-bool ClientSession::NamesForeignStatement(char type, std::string_view body,
-                                          bool unnamed_parsed) const {
-  if (type == 'B') {
-    // The usual Bind: the unnamed portal, of the unnamed statement parsed just before it.
-    if (body.size() >= 2 && body[0] == '\0' && body[1] == '\0') {
-      return !unnamed_parsed && mode_ != config::PoolMode::kSession;
-    }
-  } else if (type != 'D' || body.empty() || body[0] != 'S') {
-    return false;  // not a statement's name (a Describe of a portal, any other message)
-  }
+bool ClientSession::NamesForeignNamedStatement(char type, std::string_view body,
+                                               bool unnamed_parsed) const {
   if (mode_ == config::PoolMode::kSession) return false;
   auto named = StatementNamed(type, body);
   if (!named) return false;
@@ -815,15 +803,15 @@ absl::Status ClientSession::ForeignStatementError(char type, std::string_view bo
                          "In transaction pooling mode, the unnamed statement lasts only until "
                          "the end of the transaction that parsed it.");
   }
+  std::string message = Cat("prepared statement \"", name, "\" does not exist");
   const bool closed = watch_ != nullptr && std::find(watch_->closed.begin(), watch_->closed.end(),
                                                      name) != watch_->closed.end();
   if (!closed) {
     return PgErrorStatus(absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName,
-                         Cat("prepared statement \"", name, "\" does not exist"));
+                         std::move(message));
   }
   return PgErrorStatus(
-      absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName,
-      Cat("prepared statement \"", name, "\" does not exist"),
+      absl::StatusCode::kNotFound, sqlstate::kInvalidSqlStatementName, std::move(message),
       "In transaction pooling mode, Shardyard closes a named prepared statement when the "
       "transaction that prepared it ends, so that no other client can ever run it.",
       std::string(kHint));
@@ -1330,17 +1318,9 @@ size_t ClientSession::FastRun() const {
     if (f.kind == wire::Frame::Kind::kNeedMore) return run;
     if (f.kind == wire::Frame::Kind::kError || !IsForwardable(f.type)) return 0;
     // A statement that is not this client's is never named to the server (ProcessInput).
-    // (The usual messages are settled inline: this runs for every request.)
     if (f.type == 'P') {
       unnamed_parsed |= !f.body.empty() && f.body[0] == '\0';
-    } else if (f.type == 'B') {
-      if (f.body.size() >= 2 && f.body[0] == '\0' && f.body[1] == '\0') {
-        if (!unnamed_parsed && mode_ != config::PoolMode::kSession) return 0;
-      } else if (NamesForeignStatement(f.type, f.body, unnamed_parsed)) {
-        return 0;
-      }
-    } else if (f.type == 'D' && !f.body.empty() && f.body[0] == 'S' &&
-               NamesForeignStatement(f.type, f.body, unnamed_parsed)) {
+    } else if (NamesForeignStatement(f.type, f.body, unnamed_parsed)) {
       return 0;
     }
     // COPY data and Flush with no server attached are not forwarded (ProcessInput drops them).

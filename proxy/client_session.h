@@ -165,7 +165,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // parsed the unnamed one). Whatever such a statement is on that server, it is not this
   // client's: another client made it, or it was closed when this client's transaction ended.
   // Never in session mode, where the server is the client's.
-  bool NamesForeignStatement(char type, std::string_view body, bool unnamed_parsed) const;
+  // Inline: it runs for every message of every request, and settles the usual ones (a Bind of
+  // the unnamed statement to the unnamed portal, a Describe of a portal) without a call.
+  bool NamesForeignStatement(char type, std::string_view body, bool unnamed_parsed) const {
+    if (type == 'B') {
+      if (body.size() >= 2 && body[0] == '\0' && body[1] == '\0') {
+        return !unnamed_parsed && mode_ != config::PoolMode::kSession;
+      }
+    } else if (type != 'D' || body.empty() || body[0] != 'S') {
+      return false;  // not a statement's name
+    }
+    return NamesForeignNamedStatement(type, body, unnamed_parsed);
+  }
+  // The rest of NamesForeignStatement: a Bind or Describe that names a statement.
+  bool NamesForeignNamedStatement(char type, std::string_view body, bool unnamed_parsed) const;
   // What PostgreSQL would answer for such a statement, and why (a statement this client had
   // prepared in an earlier transaction gets the reason and the driver settings to change).
   absl::Status ForeignStatementError(char type, std::string_view body) const;
